@@ -1,0 +1,15 @@
+"""Saliency datasets: published layouts behind one interface, splits, checks and caching."""
+
+from salnas.datasets import osie, synthetic  # noqa: F401  (register the layouts)
+from salnas.datasets.base import ProblemError, SaliencySource, open_source, registered_kinds
+from salnas.datasets.check import CheckReport, check_source
+from salnas.datasets.prepare import (
+    PreparedDataset, SaliencyDataset, ground_truth, prepare, resolve_sigma,
+)
+from salnas.datasets.split import load_split, make_split, save_split
+
+__all__ = [
+    "CheckReport", "PreparedDataset", "ProblemError", "SaliencyDataset", "SaliencySource",
+    "check_source", "ground_truth", "load_split", "make_split", "open_source", "prepare",
+    "registered_kinds", "resolve_sigma", "save_split",
+]

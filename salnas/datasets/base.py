@@ -1,0 +1,183 @@
+"""The dataset interface: one class per published layout, all yielding the same items.
+
+A :class:`SaliencySource` knows a dataset's files: its image stems, how to decode an
+image, where its fixations are (0-based pixels in the image's own frame, with observer
+ids) and, optionally, its own ground-truth maps. Everything else (resizing, density
+maps, caching, splits, checks) is shared and lives in the sibling modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from salnas.density import Fixations
+from salnas.errors import DatasetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class ProblemError(Exception):
+    """One file-level problem; the message names the file and what is wrong with it."""
+
+
+class SaliencySource(ABC):
+    """A saliency dataset in its published layout.
+
+    Subclasses set ``kind`` (the spec prefix), may set ``default_sigma_px`` (the blur the
+    dataset's authors used for their maps) and ``default_split`` (val, test) as counts or
+    fractions, and implement :meth:`stems`, :meth:`load_image` and :meth:`load_fixations`.
+    """
+
+    kind: ClassVar[str]
+    default_sigma_px: ClassVar[float | None] = None
+    default_split: ClassVar[tuple[float | int, float | int]] = (0.15, 0.15)
+    #: how observers' coordinates were recorded, for `data check` ("1-based", "0-based", ...)
+    coordinate_note: ClassVar[str] = "0-based pixels"
+
+    def __init__(self, root: str | Path | None) -> None:
+        self.root = Path(root).expanduser() if root is not None else None
+        if self.root is not None and not self.root.is_dir():
+            raise DatasetError(
+                f"{self.kind}: dataset folder {self.root} does not exist or is not a folder; "
+                f"give the path in the spec, e.g. '{self.kind}:/data/{self.kind}'"
+            )
+
+    @property
+    def spec(self) -> str:
+        return self.kind if self.root is None else f"{self.kind}:{self.root}"
+
+    @abstractmethod
+    def stems(self) -> list[str]:
+        """Sorted identifiers of the images that have both an image and fixations."""
+
+    @abstractmethod
+    def load_image(self, stem: str) -> np.ndarray:
+        """The RGB image, uint8 array (H, W, 3). Raises ProblemError naming the file."""
+
+    @abstractmethod
+    def load_fixations(self, stem: str) -> Fixations:
+        """All observers' fixations, 0-based, in the image's frame. Raises ProblemError."""
+
+    def load_map(self, stem: str) -> np.ndarray | None:
+        """The dataset's own ground-truth density map at image size, if it ships one."""
+        return None
+
+    def map_path(self, stem: str) -> Path | None:
+        """The file of :meth:`load_map`, named in error messages."""
+        return None
+
+    def image_size(self, stem: str) -> tuple[int, int]:
+        """(H, W) of the original image; subclasses with files read only the header."""
+        h, w = self.load_image(stem).shape[:2]
+        return int(h), int(w)
+
+    def structural_problems(self) -> list[str]:
+        """Problems visible from file names alone: images without fixations and vice versa."""
+        return []
+
+    def fingerprint(self) -> str:
+        """Changes whenever the dataset's files change (names, sizes, modification times)."""
+        h = hashlib.sha256(self.spec.encode())
+        if self.root is not None:
+            for path in sorted(self.root.rglob("*")):
+                if path.is_file():
+                    st = path.stat()
+                    h.update(
+                        f"{path.relative_to(self.root)}|{st.st_size}|{st.st_mtime_ns}".encode()
+                    )
+        return h.hexdigest()[:16]
+
+    def describe(self) -> str:
+        return self.spec
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file fully (truncation is an error) into uint8 RGB (H, W, 3)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError as e:
+        raise ProblemError(f"{path}: image file is missing") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ProblemError(f"{path}: unreadable or truncated image ({e})") from e
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """Decode a grayscale map (8/16-bit PNG, JPEG) into float32 (H, W)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(img, dtype=np.float32)
+            return np.asarray(img.convert("L"), dtype=np.float32)
+    except FileNotFoundError as e:
+        raise ProblemError(f"{path}: map file is missing") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ProblemError(f"{path}: unreadable or truncated map ({e})") from e
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(H, W) from an image header without decoding pixels."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            return int(h), int(w)
+    except (FileNotFoundError, UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ProblemError(f"{path}: unreadable image ({e})") from e
+
+
+def find_images(folder: Path) -> dict[str, Path]:
+    """Map stem -> image path for the image files directly inside ``folder``."""
+    if not folder.is_dir():
+        return {}
+    return {
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    }
+
+
+_REGISTRY: dict[str, type[SaliencySource]] = {}
+
+
+def register(cls: type[SaliencySource]) -> type[SaliencySource]:
+    """Class decorator: make a layout available under its ``kind`` spec prefix."""
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _factory(kind: str) -> Callable[..., SaliencySource]:
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise DatasetError(
+            f"unknown dataset kind '{kind}'; use one of: {', '.join(registered_kinds())} "
+            "(e.g. 'synthetic:200', 'osie:../shared/data/osie', 'folder:/data/mine')"
+        ) from None
+
+
+def open_source(spec: str) -> SaliencySource:
+    """Parse a dataset spec (``synthetic[:N]``, ``osie:PATH``, ``folder:PATH``, ...)."""
+    import salnas.datasets  # noqa: F401  (registers the built-in layouts)
+
+    spec = spec.strip()
+    kind, _, arg = spec.partition(":")
+    kind = kind.lower()
+    cls = _factory(kind)
+    if kind == "synthetic":
+        return cls(arg or None)  # type: ignore[arg-type]
+    if not arg:
+        raise DatasetError(f"dataset spec '{spec}' needs a path: '{kind}:PATH'")
+    return cls(arg)
