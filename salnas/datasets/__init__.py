@@ -1,10 +1,14 @@
 """Saliency datasets: published layouts behind one interface, splits, checks and caching."""
 
-from salnas.datasets import osie, synthetic  # noqa: F401  (register the layouts)
+from salnas.datasets import cat2000, folder, mit1003, osie, salicon, synthetic  # noqa: F401
 from salnas.datasets.base import ProblemError, SaliencySource, open_source, registered_kinds
 from salnas.datasets.check import CheckReport, check_source
 from salnas.datasets.prepare import (
-    PreparedDataset, SaliencyDataset, ground_truth, prepare, resolve_sigma,
+    PreparedDataset,
+    SaliencyDataset,
+    ground_truth,
+    prepare,
+    resolve_sigma,
 )
 from salnas.datasets.split import load_split, make_split, save_split
 

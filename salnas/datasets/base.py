@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import scipy.io
 from PIL import Image, UnidentifiedImageError
 
 from salnas.density import Fixations
@@ -136,13 +137,71 @@ def header_size(path: Path) -> tuple[int, int]:
 
 def find_images(folder: Path) -> dict[str, Path]:
     """Map stem -> image path for the image files directly inside ``folder``."""
+    return scan_files(folder, IMAGE_SUFFIXES)[0]
+
+
+def scan_files(
+    folder: Path, suffixes: Iterable[str], strip: str = ""
+) -> tuple[dict[str, Path], list[str]]:
+    """Map stem -> file for the files directly inside ``folder`` with one of ``suffixes``.
+
+    ``strip`` removes a suffix of the stem (``"_fixPts"``); files whose stem lacks it are
+    skipped. Returns the mapping and a problem per stem claimed by two files.
+    """
+    suffixes = tuple(s.lower() for s in suffixes)
+    found: dict[str, Path] = {}
+    problems: list[str] = []
     if not folder.is_dir():
-        return {}
-    return {
-        p.stem: p
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    }
+        return found, problems
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in suffixes:
+            continue
+        stem = path.stem
+        if strip:
+            if not stem.endswith(strip) or stem == strip:
+                continue
+            stem = stem[: -len(strip)]
+        if stem in found:
+            problems.append(f"{path}: same stem '{stem}' as {found[stem].name}; keep only one")
+            continue
+        found[stem] = path
+    return found, problems
+
+
+def read_mat(path: Path) -> dict[str, object]:
+    """Load a MATLAB (v4-v7.2) file with squeezed arrays and structs as attribute objects."""
+    try:
+        return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except FileNotFoundError as e:
+        raise ProblemError(f"{path}: file is missing") from e
+    except NotImplementedError as e:
+        raise ProblemError(
+            f"{path}: MATLAB v7.3 (HDF5) files cannot be read; re-save it with save(..., '-v7')"
+        ) from e
+    except Exception as e:  # scipy's reader fails in many ways on damaged files
+        raise ProblemError(
+            f"{path}: unreadable or truncated MATLAB file ({type(e).__name__}: {e})"
+        ) from e
+
+
+def map_problems(
+    images: dict[str, Path], maps: dict[str, Path], where: str, needed: Iterable[str] | None = None
+) -> list[str]:
+    """All-or-none maps: a map without image, or (once any map exists) an image without map.
+
+    ``needed`` are the stems that must have a map (default: every image).
+    """
+    problems = [
+        f"{path}: ground-truth map has no image" for s, path in maps.items() if s not in images
+    ]
+    if maps:
+        problems += [
+            f"{images[s]}: image has no ground-truth map in {where} (other images have one; "
+            "maps are all-or-none)"
+            for s in sorted(images if needed is None else needed)
+            if s not in maps
+        ]
+    return problems
 
 
 _REGISTRY: dict[str, type[SaliencySource]] = {}
