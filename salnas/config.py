@@ -7,7 +7,7 @@ default. The resolved config (defaults filled in) is written into every output f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -47,11 +47,45 @@ class DataConfig(Section):
         return v
 
 
+class SupernetConfig(Section):
+    """Supernet and its sandwich training (``salnas supernet train``)."""
+
+    space: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of supernet.space.DEFAULT_CONFIG"
+    )
+    pretrained: bool = Field(True, description="start the encoder from ImageNet weights")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=2, description="per process; >= 2 for BatchNorm")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    encoder_lr_scale: float = Field(0.1, ge=0, description="pretrained encoder learns slower")
+    weight_decay: float = Field(1e-4, ge=0, description="not applied to BatchNorm and biases")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    grad_clip: float | None = Field(5.0, description="max gradient norm; null disables")
+    n_random: int = Field(2, ge=0, description="sandwich rule: max + min + n random subnets")
+    inplace_distill: bool = Field(True, description="smaller subnets learn the max's prediction")
+    distill_weight: float = Field(1.0, ge=0)
+    loss: dict[str, float] = Field(default_factory=lambda: {"kld": 1.0, "cc": 1.0, "nss": 0.1})
+    progressive: bool = Field(
+        False, description="progressive shrinking: kernel, then depth, then expand/decoder"
+    )
+    temperature: tuple[float, float] = Field(
+        (30.0, 1.0), description="dynamic-conv softmax temperature, annealed first to last epoch"
+    )
+    bn_recalib_batches: int = Field(8, ge=1)
+    val_images: int | None = Field(None, description="validate on the first N val images")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    threads: int | None = Field(None, description="torch CPU threads (None: torch default)")
+
+
 class Config(Section):
     """A whole run's settings. Sections for later stages join as those stages land."""
 
     seed: int = 0
     data: DataConfig = DataConfig()
+    supernet: SupernetConfig = SupernetConfig()
 
 
 def _format_error(err: ValidationError, source: str) -> str:

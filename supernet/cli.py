@@ -1,0 +1,168 @@
+"""``salnas supernet ...`` and ``salnas predict``: thin shells over supernet/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from salnas.errors import SalnasError
+
+app = typer.Typer(
+    help="Search space, supernet training and subnet extraction.", no_args_is_help=True
+)
+out = Console()
+
+
+@app.command("space")
+def space_cmd(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML config (supernet.space)")
+    ] = None,
+) -> None:
+    """Print the genes of the search space, their choices and the size of the space."""
+    from salnas.config import load_config
+    from supernet.space import SearchSpace
+
+    space = SearchSpace(load_config(config).supernet.space or None)
+    table = Table(title="search space")
+    table.add_column("gene")
+    table.add_column("choices")
+    for gene in space.genes:
+        table.add_row(gene.name, ", ".join(map(str, gene.choices)))
+    out.print(table)
+    out.print(f"genes in the vector: {len(space.genes)}")
+    out.print(f"distinct architectures: {space.size():,} (~{float(space.size()):.3g})")
+    out.print(f"max genome id {space.max_genome().id}, min genome id {space.min_genome().id}")
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="dataset spec (overrides data.spec)")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="run directory")] = Path("runs/supernet"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the checkpoint in --out")
+    ] = False,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="override supernet.epochs")] = None,
+    sigma_px: Annotated[
+        float | None, typer.Option("--sigma-px", help="override data.sigma_px")
+    ] = None,
+) -> None:
+    """Train the supernet with the sandwich rule (torchrun for several processes)."""
+    from salnas.config import load_config
+    from supernet.train import train_supernet
+
+    overrides: dict[str, object] = {}
+    if data is not None:
+        overrides["data.spec"] = data
+    if epochs is not None:
+        overrides["supernet.epochs"] = epochs
+    if sigma_px is not None:
+        overrides["data.sigma_px"] = sigma_px
+    path = train_supernet(load_config(config, overrides), out_dir, resume=resume)
+    out.print(f"supernet checkpoint: {path}")
+
+
+@app.command("extract")
+def extract_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="RUN_DIR/supernet.pt")],
+    genome: Annotated[str, typer.Option("--genome", help="max, min, random:SEED or FILE.json")],
+    out_path: Annotated[Path, typer.Option("--out", help="standalone model file to write")],
+    verify: Annotated[
+        bool, typer.Option("--verify", help="check outputs equal the supernet's")
+    ] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="dataset for BN recalibration (default: the one the supernet was trained on)",
+        ),
+    ] = None,
+) -> None:
+    """Build a standalone model of one subnet (plain Conv/BN, recalibrated BatchNorm)."""
+    from salnas.config import load_config  # noqa: F401  (keeps import errors early)
+    from supernet.bn import recalibrate_bn
+    from supernet.costs import count_params_flops
+    from supernet.subnet import parse_genome, save_subnet, verify_extraction
+    from supernet.train import _resized_batches, load_supernet, load_training_data
+
+    model, config, _ = load_supernet(checkpoint)
+    if data is not None:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"spec": data})})
+    g = parse_genome(model.space, genome)
+    run_dir = checkpoint.parent if (checkpoint.parent / "split.json").is_file() else None
+    training = load_training_data(config, run_dir)
+    net = model.extract(g)
+    cfg = config.supernet
+    if verify:
+        images = _resized_batches(
+            training.val, g.resolution, 1, cfg.batch_size, 0, net_device(net)
+        )[0]
+        diff = verify_extraction(model, net, g, images)
+        out.print(f"verify: supernet vs standalone relative difference {diff:.2e} (<= 1e-4)")
+    recalibrate_bn(
+        net,
+        _resized_batches(
+            training.train,
+            g.resolution,
+            cfg.bn_recalib_batches,
+            cfg.batch_size,
+            config.seed,
+            net_device(net),
+        ),
+    )
+    params, flops = count_params_flops(net, g.resolution)
+    save_subnet(out_path, net, g, config, params=params, flops=flops, checkpoint=str(checkpoint))
+    out.print(
+        f"{g.id}: {params / 1e6:.3f} M params, {flops / 1e9:.3f} GFLOPs (fvcore, 1 MAC = 1 "
+        f"flop) at {g.resolution[0]}x{g.resolution[1]} -> {out_path}"
+    )
+
+
+def net_device(net):
+    return next(net.parameters()).device
+
+
+def predict_cmd(
+    model_path: Annotated[Path, typer.Argument(help="a model file from `salnas supernet extract`")],
+    data: Annotated[str, typer.Option("--data", help="dataset spec")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for <stem>.png|.npy maps")],
+    split: Annotated[str, typer.Option("--split", help="all, train, val or test")] = "test",
+    split_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--split-file", help="a run's split.json (default: the model's own split settings)"
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npy")] = "png",
+) -> None:
+    """Write one saliency map per image, at the image's original size."""
+    from salnas.datasets import load_split, make_split, open_source
+    from supernet.subnet import load_subnet, predict_stems
+
+    net, genome, config, _ = load_subnet(model_path)
+    source = open_source(data)
+    stems = source.stems()
+    if split not in ("all", "train", "val", "test"):
+        raise SalnasError(f"--split must be all, train, val or test, got '{split}'")
+    if split != "all":
+        if split_file is not None:
+            parts = load_split(split_file, stems)
+        else:
+            val, test = source.default_split
+            d = config.data
+            parts = make_split(
+                stems,
+                d.split_seed,
+                val if d.val is None else d.val,
+                test if d.test is None else d.test,
+            )
+        stems = parts[split]
+    written = predict_stems(net, genome, source, stems, out_dir, fmt)
+    out.print(f"wrote {len(written)} maps to {out_dir}")
