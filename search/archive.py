@@ -1,0 +1,257 @@
+"""The persistent archive of evaluated architectures: ``archive.csv`` in the search directory.
+
+One row per genome id, never two: the oracle asks the archive before evaluating anything, so
+no architecture is scored twice, within a run, after a resume, or across workers.
+
+Durability and concurrency (several ``salnas search`` processes may share one directory):
+
+* ``archive.csv`` is append-only. A row is appended with one ``write`` under an exclusive
+  ``fcntl.flock`` on ``.archive.lock``, then flushed and fsynced, so a ``kill -9`` at any moment
+  leaves every acknowledged row intact. A torn last line (power loss mid-write) is ignored when
+  reading and cut off by the next writer; its evaluation simply runs again.
+* Readers parse only complete lines and keep a byte offset, so refreshing is incremental.
+* In-flight evaluations are *claimed*: ``.claims/<id>`` is created with ``O_EXCL`` while the lock
+  is held. A worker that meets another's claim waits for that row instead of evaluating the
+  genome itself. Claims of dead processes on this host, or older than ``claim_timeout_s``
+  (a remote worker that died), are taken over.
+
+Across machines the directory must live on a shared filesystem with working POSIX locks
+(NFSv4, GPFS, Lustre mounted with ``-o flock``); see docs/search.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from salnas.errors import SalnasError
+from supernet.train import VAL_METRICS
+
+__all__ = [
+    "COLUMNS", "METRICS", "VOLATILE_COLUMNS", "Archive", "format_value", "parse_value", "worker_id",
+]
+
+METRICS: tuple[str, ...] = VAL_METRICS
+COLUMNS: tuple[str, ...] = (
+    "id",
+    "genome",
+    *METRICS,
+    "params",
+    "flops",
+    "latency_ms",
+    "latency_source",
+    "feasible",
+    "scored",
+    "engine",
+    "generation",
+    "worker",
+    "wall_s",
+    "finished_at",
+)
+# Columns that legitimately differ between two runs of the same search (who and how long).
+VOLATILE_COLUMNS: tuple[str, ...] = ("worker", "wall_s", "finished_at")
+
+_FLOAT = {*METRICS, "latency_ms", "wall_s"}
+_INT = {"params", "flops", "generation"}
+_BOOL = {"feasible", "scored"}
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process (claims and archive rows name their worker)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def format_value(column: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column in _FLOAT:
+        return repr(float(value))  # shortest repr: reads back bit-identical
+    if column in _BOOL:
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_value(column: str, text: str) -> Any:
+    if column in _FLOAT:
+        return float(text) if text else math.nan
+    if column in _INT:
+        return int(text) if text else None
+    if column in _BOOL:
+        return text == "true"
+    return text
+
+
+class Archive:
+    """Append-only, lock-protected ``archive.csv`` with an in-memory index by genome id."""
+
+    def __init__(self, directory: str | os.PathLike[str], claim_timeout_s: float = 3600.0) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "archive.csv"
+        self.claims = self.directory / ".claims"
+        self.claim_timeout_s = claim_timeout_s
+        self._lock_path = self.directory / ".archive.lock"
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._order: list[str] = []
+        self._offset = 0
+        self._header = ",".join(COLUMNS) + "\n"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.claims.mkdir(exist_ok=True)
+        self.refresh()
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self) -> None:
+        """Read rows appended since the last call (by this or any other process)."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1  # complete lines only; a torn tail is not a row
+        if end == 0:
+            return
+        text = data[:end].decode("utf-8")
+        if self._offset == 0:
+            header, _, text = text.partition("\n")
+            if header + "\n" != self._header:
+                raise SalnasError(
+                    f"{self.path} has the columns {header.strip()!r}, not those of this salnas "
+                    f"version ({','.join(COLUMNS)}); search into a new --out directory"
+                )
+        for values in csv.reader(io.StringIO(text)):
+            if len(values) != len(COLUMNS):
+                raise SalnasError(f"{self.path}: a row has {len(values)} fields, not "
+                                  f"{len(COLUMNS)}; the archive was edited by hand?")
+            row = {c: parse_value(c, v) for c, v in zip(COLUMNS, values, strict=True)}
+            if row["id"] not in self._rows:
+                self._order.append(row["id"])
+            self._rows.setdefault(row["id"], row)
+        self._offset += end
+
+    def get(self, genome_id: str) -> dict[str, Any] | None:
+        """The record of ``genome_id``, re-reading the file once if it is not known yet."""
+        row = self._rows.get(genome_id)
+        if row is None:
+            self.refresh()
+            row = self._rows.get(genome_id)
+        return row
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, in the order they were first written."""
+        self.refresh()
+        return [self._rows[i] for i in self._order]
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, genome_id: object) -> bool:
+        return isinstance(genome_id, str) and self.get(genome_id) is not None
+
+    # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock across processes (released by the kernel if the holder dies)."""
+        with open(self._lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Append ``record`` (durably) unless its id is already there; returns the stored row
+        and releases this process's claim on it."""
+        with self.locked():
+            self.refresh()
+            existing = self._rows.get(record["id"])
+            if existing is None:
+                self._append(record)
+                self.refresh()
+                existing = self._rows[record["id"]]
+            self._unclaim(record["id"])
+        return existing
+
+    def _append(self, record: dict[str, Any]) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(
+            [format_value(c, record.get(c)) for c in COLUMNS]
+        )
+        line = buf.getvalue()
+        with open(self.path, "ab+") as fh:  # append mode: writes go to the end
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":  # torn tail of a crashed writer: cut it off
+                    fh.seek(0)
+                    size = fh.read().rfind(b"\n") + 1
+                    fh.truncate(size)
+            if size == 0:
+                line = self._header + line
+            fh.write(line.encode("utf-8"))  # one write: a whole row or (power loss) a torn tail
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # ------------------------------------------------------------------ claims
+    def acquire(self, genome_id: str, poll_s: float = 0.1) -> dict[str, Any] | None:
+        """The record of ``genome_id`` if it exists (waiting while another worker evaluates
+        it), else None: the caller now holds the claim and must :meth:`add` or :meth:`release`.
+        """
+        while True:
+            row = self._rows.get(genome_id)
+            if row is not None:
+                return row
+            with self.locked():
+                self.refresh()
+                row = self._rows.get(genome_id)
+                if row is not None:
+                    return row
+                claim = self.claims / genome_id
+                holder = self._read_claim(claim)
+                if holder is None or self._stale(holder):
+                    tmp = claim.with_name(f".{genome_id}.{os.getpid()}")
+                    tmp.write_text(json.dumps({"worker": worker_id(), "time": time.time()}))
+                    os.replace(tmp, claim)
+                    return None
+            time.sleep(poll_s)  # another live worker is evaluating it: wait for its row
+
+    def release(self, genome_id: str) -> None:
+        """Give up a claim without a record (the evaluation failed)."""
+        with self.locked():
+            self._unclaim(genome_id)
+
+    def _unclaim(self, genome_id: str) -> None:
+        claim = self.claims / genome_id
+        holder = self._read_claim(claim)
+        if holder is not None and holder.get("worker") == worker_id():
+            claim.unlink(missing_ok=True)
+
+    @staticmethod
+    def _read_claim(path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"worker": "?:0", "time": 0.0}  # unreadable: treat as stale
+
+    def _stale(self, holder: dict[str, Any]) -> bool:
+        host, _, pid = str(holder.get("worker", "?:0")).rpartition(":")
+        if holder.get("worker") == worker_id():
+            return True  # our own leftover (cannot be in flight: evaluation is sequential)
+        if host == socket.gethostname():
+            try:
+                os.kill(int(pid), 0)
+            except (ProcessLookupError, ValueError):
+                return True
+            except PermissionError:
+                return False
+        return time.time() - float(holder.get("time", 0.0)) > self.claim_timeout_s

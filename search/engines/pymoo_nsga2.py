@@ -1,0 +1,120 @@
+"""NSGA-II (pymoo) on the integer genome, built from pymoo's small blocks.
+
+* :class:`GenomeProblem` (``pymoo Problem``): integer bounds of the space, evaluation through
+  :meth:`search.problem.SearchProblem.evaluate`;
+* sampling: ``IntegerRandomSampling``, or :class:`EarlyExitSampling` (EEEA-Net);
+* SBX crossover and polynomial mutation on the integers with pymoo's ``RoundingRepair``, then
+  :class:`CanonicalRepair` (``space.repair``: clip, round, zero the inactive genes) so that
+  equivalent vectors are equal and duplicate elimination sees them as one;
+* :class:`GenerationCallback` (``pymoo Callback``): the per-generation hook (hypervolume).
+
+pymoo's ``seed`` fixes every random draw, so a rerun re-proposes the same genomes and the
+archive answers them: that is the resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.callback import Callback
+from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
+from pymoo.core.sampling import Sampling
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+
+from search.engines.base import Engine, RunContext, initial_population
+from search.problem import SearchProblem
+
+__all__ = ["CanonicalRepair", "EarlyExitSampling", "GenomeProblem", "PymooNSGA2"]
+
+
+def _generation(algorithm: Any) -> int:
+    """0 for the initial population, then 1, 2, ... (pymoo counts iterations from 1)."""
+    return int(algorithm.n_iter) - 1 if algorithm is not None and algorithm.n_iter else 0
+
+
+class GenomeProblem(Problem):
+    """The search problem as pymoo sees it: integer vectors within the space's bounds."""
+
+    def __init__(self, problem: SearchProblem, engine: str) -> None:
+        lo, hi = problem.space.bounds()
+        super().__init__(n_var=len(lo), n_obj=problem.n_obj, n_ieq_constr=problem.n_constr,
+                         xl=lo, xu=hi, vtype=int, requires_kwargs=True)
+        self.search = problem
+        self.engine = engine
+
+    def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any,
+                  algorithm: Any = None, **kwargs: Any) -> None:
+        space = self.search.space
+        evals = self.search.evaluate_many([space.repair(x) for x in X], engine=self.engine,
+                                          generation=_generation(algorithm))
+        out["F"] = np.array([e.objectives for e in evals])
+        if self.n_ieq_constr:
+            out["G"] = np.array([e.constraints for e in evals])
+
+
+class CanonicalRepair(Repair):
+    """Round and clip to the bounds, then canonicalise (inactive genes 0) via ``space.repair``."""
+
+    def __init__(self, space: Any) -> None:
+        super().__init__()
+        self.space = space
+
+    def _do(self, problem: Problem, X: np.ndarray, **kwargs: Any) -> np.ndarray:
+        return np.array([self.space.encode(self.space.repair(x)) for x in X], dtype=np.int64)
+
+
+class EarlyExitSampling(Sampling):
+    """Initial population drawn only from genomes under the params/FLOPs thresholds."""
+
+    def __init__(self, problem: SearchProblem, context: RunContext) -> None:
+        super().__init__()
+        self.search = problem
+        self.context = context
+
+    def _do(self, problem: Problem, n_samples: int, *args: Any, random_state: Any = None,
+            **kwargs: Any) -> np.ndarray:
+        genomes = initial_population(self.search.space, self.context, random_state)
+        assert genomes is not None
+        return np.array([self.search.space.encode(g) for g in genomes[:n_samples]])
+
+
+class GenerationCallback(Callback):
+    """Calls the run's per-generation hook after each generation is evaluated and survived."""
+
+    def __init__(self, hook: Any) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def notify(self, algorithm: Any) -> None:
+        self.hook(_generation(algorithm))
+
+
+class PymooNSGA2(Engine):
+    """pymoo NSGA-II: ``search.population`` x ``search.generations`` (initial one included)."""
+
+    name = "nsga2"
+
+    def run(self) -> None:
+        cfg, ctx = self.context.config, self.context
+        sampling = (EarlyExitSampling(self.problem, ctx) if cfg.early_exit.enabled
+                    else IntegerRandomSampling())
+        algorithm = NSGA2(
+            pop_size=cfg.population,
+            sampling=sampling,
+            crossover=SBX(prob=cfg.crossover_prob, eta=cfg.crossover_eta, vtype=float,
+                          repair=RoundingRepair()),
+            mutation=PM(eta=cfg.mutation_eta, vtype=float, repair=RoundingRepair()),
+            repair=CanonicalRepair(self.space),
+            eliminate_duplicates=True,
+            callback=GenerationCallback(ctx.on_generation),
+        )
+        algorithm.setup(GenomeProblem(self.problem, self.name),
+                        termination=("n_gen", cfg.generations), seed=ctx.seed, verbose=False)
+        while algorithm.has_next():
+            algorithm.next()
