@@ -1,0 +1,498 @@
+"""The distill stage: train the chosen Pareto architectures (and the peers) as standalone
+models, each as a pair of arms, Self-KD and ground-truth-only baseline, and score them on the
+test split at the original image size.
+
+Inputs: ``SEARCH_DIR/pareto.csv`` (columns ``id``, ``genome`` and numeric objectives),
+``SEARCH_DIR/search.json`` (the supernet checkpoint path; ``--supernet`` overrides) and the
+supernet run's ``split.json``. Data settings (resolution, sigma, split) are the supernet run's;
+``--data`` may point at the same data elsewhere.
+
+Outputs in ``OUT``: ``results.csv`` (one row per finished architecture x seed x arm),
+``<arch>/<arm>/`` (``<arm>_seed<k>`` for seeds other than 0) holding ``model.pt``,
+``model.ts``, ``model.onnx``, ``train_log.csv`` and ``result.json``, plus ``distill.json``
+(status, selection, fingerprint, provenance) and ``config.yaml``. ``result.json`` is written
+last: an arm is finished exactly when it exists, so a killed run resumes with the next
+unfinished arm (an arm cut mid-training restarts from its first epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from salnas.config import Config, DistillConfig, dump_config
+from salnas.errors import ConfigError, SalnasError
+from salnas.evaluation import Target, centre_bias_map, load_targets, score_maps, summarise
+from salnas.io import atomic_open, provenance, write_json_atomic, write_text_atomic
+from supernet.costs import count_params_flops
+from supernet.model import SalNet, Supernet
+from supernet.space import Genome, GenomeError, SearchSpace
+from supernet.subnet import predict_image, save_subnet
+from supernet.train import TrainingData, calibrated_subnet, load_supernet, load_training_data
+
+from .energy import track_energy
+from .export import export_onnx, export_torchscript, onnx_available
+from .peers import CSNet, save_peer
+from .trainer import train_standalone
+
+__all__ = [
+    "ARMS",
+    "Unit",
+    "crowding_distance",
+    "read_pareto",
+    "run_distill",
+    "select_architectures",
+    "select_crowding",
+]
+
+ARMS = ("selfkd", "baseline")
+RESULT_FILE = "result.json"
+# Settings that may change between a run and its resume (what and where, not how).
+_RESUMABLE = ("select", "ids", "time_budget_s", "peers", "seeds", "threads", "device",
+              "export_onnx", "track_energy", "country_iso_code", "latency_repeats",
+              "latency_threads")
+_OBJECTIVE_FALLBACK = ("CC", "KLD", "NSS", "SIM", "AUC_Judd", "params", "flops", "latency_ms")
+
+
+# ---------------------------------------------------------------- selection
+def read_pareto(search_dir: Path) -> pd.DataFrame:
+    """``pareto.csv`` of a search, with ``id`` and ``genome`` checked (ids as strings)."""
+    path = Path(search_dir) / "pareto.csv"
+    if not path.is_file():
+        raise SalnasError(f"{path} does not exist; run `salnas search` first (or pass the "
+                          "search folder with --search)")
+    try:
+        front = pd.read_csv(path, dtype={"id": str, "genome": str})
+    except (ValueError, pd.errors.ParserError) as e:
+        raise SalnasError(f"{path}: not a readable CSV ({e})") from None
+    missing = {"id", "genome"} - set(front.columns)
+    if missing:
+        raise SalnasError(f"{path}: missing column(s) {sorted(missing)}")
+    if front.empty:
+        raise SalnasError(f"{path} holds no architectures")
+    return front.drop_duplicates("id").reset_index(drop=True)
+
+
+def crowding_distance(f: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of the rows of ``f`` (n, m): boundary points are infinite."""
+    n, m = f.shape
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(m):
+        order = np.argsort(f[:, j], kind="stable")
+        span = f[order[-1], j] - f[order[0], j]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if span > 0:
+            dist[order[1:-1]] += (f[order[2:], j] - f[order[:-2], j]) / span
+    return dist
+
+
+def select_crowding(f: np.ndarray, k: int) -> list[int]:
+    """Indices of ``k`` rows spread along the front: repeatedly drop the most crowded point
+    (smallest crowding distance, recomputed after each drop); returned in input order."""
+    keep = list(range(len(f)))
+    while len(keep) > k:
+        dist = crowding_distance(f[keep])
+        del keep[int(np.argmin(dist))]  # first of ties: deterministic
+    return keep
+
+
+def _objective_columns(front: pd.DataFrame, search_json: dict[str, Any]) -> list[str]:
+    names = search_json.get("objectives") or list(_OBJECTIVE_FALLBACK)
+    cols = [c for c in names if c in front.columns]
+    return [c for c in cols if pd.api.types.is_numeric_dtype(front[c]) and front[c].notna().all()]
+
+
+def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
+                         search_json: dict[str, Any] | None = None,
+                         source: str = "pareto.csv") -> list[int]:
+    """Row indices of ``front`` that ``cfg.select`` (all | crowding:K | ids) chooses."""
+    if cfg.select == "all":
+        return list(range(len(front)))
+    if cfg.select == "ids":
+        if not cfg.ids:
+            raise ConfigError("distill.select is 'ids' but no ids are given (distill.ids or "
+                              "--ids)")
+        known = {str(v): i for i, v in enumerate(front["id"])}
+        unknown = [i for i in cfg.ids if i not in known]
+        if unknown:
+            raise SalnasError(f"unknown architecture id(s) {unknown} in {source}; it holds "
+                              f"{', '.join(known)}")
+        return [known[i] for i in dict.fromkeys(cfg.ids)]
+    k = int(cfg.select.split(":", 1)[1])
+    cols = _objective_columns(front, search_json or {})
+    if not cols:
+        raise SalnasError(f"distill.select {cfg.select}: {source} has no complete numeric "
+                          f"objective column (looked for {list(_OBJECTIVE_FALLBACK)})")
+    f = front[cols].to_numpy(np.float64)
+    return select_crowding(f, k)
+
+
+# ---------------------------------------------------------------- units of work
+@dataclass
+class Unit:
+    """One architecture and seed: both arms of it."""
+
+    arch: str  # directory name: genome id, or peer-max / peer-csnet
+    kind: str  # "pareto" | "peer"
+    genome: Genome | None  # None for the CSNet peer
+    seed: int
+    search: dict[str, Any] = field(default_factory=dict)  # numeric pareto.csv columns
+
+    def arm_dir(self, out_dir: Path, arm: str) -> Path:
+        return out_dir / self.arch / (arm if self.seed == 0 else f"{arm}_seed{self.seed}")
+
+
+def _parse_genome(row: pd.Series, space: SearchSpace, path: Path) -> Genome:
+    try:
+        genome = Genome.from_json(str(row["genome"]), space)
+    except (GenomeError, ValueError, KeyError, TypeError) as e:
+        raise SalnasError(f"{path}: architecture {row['id']}: not a genome of the supernet's "
+                          f"search space ({e})") from e
+    if genome.id != str(row["id"]):
+        raise SalnasError(f"{path}: row id {row['id']} holds a genome whose id is {genome.id} "
+                          "(another search space?)")
+    return genome
+
+
+def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: DistillConfig,
+           path: Path, objectives: Sequence[str] = ()) -> list[Unit]:
+    # The search's estimates (supernet val metrics, costs) travel along as search_<column>.
+    wanted = dict.fromkeys([*_OBJECTIVE_FALLBACK, *objectives])
+    numeric = [c for c in wanted if c in front.columns and front[c].dtype.kind in "if"
+               and front[c].notna().any()]
+    archs: list[tuple[str, str, Genome | None, dict[str, float]]] = []
+    for i in rows:
+        row = front.iloc[i]
+        extra = {f"search_{c}": float(row[c]) for c in numeric}
+        archs.append((str(row["id"]), "pareto", _parse_genome(row, space, path), extra))
+    if cfg.peers:
+        archs += [("peer-max", "peer", space.max_genome(), {}), ("peer-csnet", "peer", None, {})]
+    return [Unit(a, kind, g, seed, extra) for a, kind, g, extra in archs for seed in cfg.seeds]
+
+
+# ---------------------------------------------------------------- helpers
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise SalnasError(f"{path}: not valid JSON ({e})") from None
+
+
+def resolve_supernet(search_dir: Path, supernet: Path | None,
+                     search_json: dict[str, Any]) -> Path:
+    """``--supernet``, else search.json's path (as written, or relative to the run dir)."""
+    if supernet is not None:
+        if not Path(supernet).is_file():
+            raise SalnasError(f"--supernet {supernet} does not exist")
+        return Path(supernet)
+    named = search_json.get("supernet")
+    if not named:
+        raise SalnasError(f"{search_dir}/search.json is missing or names no supernet; pass "
+                          "--supernet RUN_DIR/supernet.pt")
+    for candidate in (Path(named), search_dir.parent / named, search_dir / named):
+        if candidate.is_file():
+            return candidate
+    raise SalnasError(f"the supernet {named} named by {search_dir}/search.json does not exist; "
+                      "pass --supernet")
+
+
+def _latency_ms(model: nn.Module, resolution: tuple[int, int], cfg: DistillConfig) -> float:
+    """Batch-1 CPU latency (median), with the search stage's timer."""
+    try:
+        from search.latency import measure_latency_ms
+    except ImportError:  # search stage not installed: a plain median of repeats
+        return _median_latency_ms(model, resolution, cfg)
+    return measure_latency_ms(model, resolution, device="cpu", threads=cfg.latency_threads,
+                              repeats=cfg.latency_repeats)
+
+
+@torch.no_grad()
+def _median_latency_ms(model: nn.Module, resolution: tuple[int, int],
+                       cfg: DistillConfig) -> float:
+    old = torch.get_num_threads()
+    torch.set_num_threads(cfg.latency_threads)
+    try:
+        x = torch.zeros(1, 3, *resolution)
+        model.eval()
+        for _ in range(3):
+            model(x)
+        times = []
+        for _ in range(cfg.latency_repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(times))
+    finally:
+        torch.set_num_threads(old)
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        frame.to_csv(fh, index=False)
+
+
+def collect_results(out_dir: Path) -> pd.DataFrame:
+    """Every finished arm's row (from its result.json), in a stable order."""
+    rows = [json.loads(p.read_text())["row"] for p in sorted(out_dir.glob(f"*/*/{RESULT_FILE}"))]
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        # Pareto architectures before peers; Self-KD before its baseline.
+        frame = frame.sort_values(["kind", "arch", "seed", "arm"],
+                                  ascending=[True, True, True, False])
+    return frame.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the stage
+class DistillRun:
+    """One ``salnas distill`` invocation; :meth:`run` trains every unfinished arm."""
+
+    def __init__(self, config: Config, search_dir: Path, out_dir: Path, *,
+                 data_spec: str | None = None, supernet: Path | None = None,
+                 progress: bool = True) -> None:
+        from supernet.train import resolve_device
+
+        self.cfg = cfg = config.distill
+        self.search_dir, self.out_dir, self.progress = Path(search_dir), Path(out_dir), progress
+        self.front = read_pareto(self.search_dir)
+        self.search_json = _read_json(self.search_dir / "search.json") or {}
+        self.rows = select_architectures(self.front, cfg, self.search_json,
+                                         str(self.search_dir / "pareto.csv"))
+        self.supernet_path = resolve_supernet(self.search_dir, supernet, self.search_json)
+        self.supernet, sn_config, _ = load_supernet(self.supernet_path)
+        self.supernet.eval()
+        self.space = self.supernet.space
+        self.units = _units(self.front, self.rows, self.space, cfg,
+                            self.search_dir / "pareto.csv",
+                            self.search_json.get("objectives") or ())
+        data = sn_config.data
+        if data_spec is not None:
+            data = data.model_copy(update={"spec": data_spec})
+        supernet_cfg = sn_config.supernet.model_copy(update={"val_images": cfg.val_images})
+        # The config stored with every model: the supernet run's data, this run's distill.
+        self.config = sn_config.model_copy(
+            update={"data": data, "supernet": supernet_cfg, "distill": cfg})
+        self.device = resolve_device(cfg.device)
+        self.fingerprint = {
+            "distill": cfg.model_dump(mode="json", exclude=set(_RESUMABLE)),
+            "supernet_sha1": _sha1(self.supernet_path),
+            "data": data.model_dump(mode="json", exclude={"cache_dir"}),
+        }
+        self._check_resumable()
+        run_dir = self.supernet_path.parent
+        self.data: TrainingData = load_training_data(
+            self.config, run_dir if (run_dir / "split.json").is_file() else None, progress)
+        self._targets: list[Target] | None = None
+        self._centre_bias: np.ndarray | None = None
+
+    # ------------------------------------------------------------ bookkeeping
+    def _check_resumable(self) -> None:
+        saved = _read_json(self.out_dir / "distill.json")
+        if saved is None:
+            if any(self.out_dir.glob(f"*/*/{RESULT_FILE}")):
+                raise SalnasError(f"{self.out_dir} holds results without distill.json; use a "
+                                  "new --out")
+            return
+        if saved.get("fingerprint") != self.fingerprint:
+            raise SalnasError(
+                f"{self.out_dir} holds a distill run made with another config, supernet or "
+                f"data; rerun with the same settings (only "
+                f"{', '.join('distill.' + k for k in _RESUMABLE)} may change) or use a new --out")
+
+    def _write_status(self, status: str, **extra: Any) -> None:
+        write_text_atomic(self.out_dir / "config.yaml", dump_config(self.config))
+        write_json_atomic(self.out_dir / "distill.json", {
+            "status": status,
+            "search": str(self.search_dir),
+            "supernet": str(self.supernet_path),
+            "select": self.cfg.select,
+            "selected": [str(self.front["id"].iloc[i]) for i in self.rows],
+            "seeds": self.cfg.seeds,
+            "peers": self.cfg.peers,
+            "arms": list(ARMS),
+            "fingerprint": self.fingerprint,
+            **extra,
+            "provenance": provenance(stage="distill"),
+        })
+
+    def finished(self, unit: Unit, arm: str) -> bool:
+        return (unit.arm_dir(self.out_dir, arm) / RESULT_FILE).is_file()
+
+    # ------------------------------------------------------------ test scoring
+    def _test_set(self) -> tuple[list[Target], np.ndarray]:
+        if self._targets is None:
+            source, split = self.data.prepared.source, self.data.split
+            sigma = self.config.data.sigma_px
+            self._targets = load_targets(source, split["test"], sigma, progress=False)
+            self._centre_bias = centre_bias_map(source, split["train"], sigma, progress=False)
+        return self._targets, self._centre_bias  # type: ignore[return-value]
+
+    def test_metrics(self, model: nn.Module, resolution: tuple[int, int]) -> dict[str, float]:
+        """Every metric on the test split at the original image sizes (MIT protocol)."""
+        targets, bias = self._test_set()
+        source = self.data.prepared.source
+        preds = [predict_image(model, source.load_image(t.stem), resolution) for t in targets]
+        return summarise(score_maps(preds, targets, bias, seed=0))
+
+    # ------------------------------------------------------------ one arm
+    def _initial_model(self, unit: Unit, seed: int) -> tuple[nn.Module, tuple[int, int], bool]:
+        """(model, input resolution, whether its encoder starts from learned weights)."""
+        cfg = self.cfg
+        if unit.genome is None:
+            torch.manual_seed(seed)
+            return CSNet(), tuple(self.space.max_genome().resolution), False  # type: ignore
+        res = tuple(unit.genome.resolution)
+        if cfg.init == "inherited":
+            net = calibrated_subnet(self.supernet, unit.genome, self.data.train,
+                                    cfg.bn_recalib_batches, cfg.batch_size, seed, self.device)
+            return net, res, True  # type: ignore[return-value]
+        torch.manual_seed(seed)
+        fresh = Supernet(self.space, pretrained=cfg.init == "imagenet")
+        return fresh.extract(unit.genome), res, cfg.init == "imagenet"  # type: ignore
+
+    def train_arm(self, unit: Unit, arm: str) -> dict[str, Any]:
+        """Train, export, measure and score one arm; write its files, result.json last."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        arm_dir = unit.arm_dir(self.out_dir, arm)
+        arm_dir.mkdir(parents=True, exist_ok=True)
+        kd = arm == "selfkd"
+        model, res, pretrained = self._initial_model(unit, unit.seed)
+        with track_energy(cfg.country_iso_code, cfg.track_energy) as energy:
+            result = train_standalone(
+                model, res, self.data, cfg, seed=unit.seed, kd=kd, pretrained=pretrained,
+                device=self.device, progress=self.progress,
+                desc=f"{unit.arch} {arm} seed {unit.seed}")
+        net = result.model.cpu().eval()
+        meta = {"arch": unit.arch, "arm": arm, "seed": unit.seed, "kd": kd}
+        # Exports carry what `salnas predict` needs without the .pt: the data settings
+        # (split seed and sizes) and the genome.
+        export_meta = {**meta, "data": self.config.data.model_dump(mode="json"),
+                       "genome": unit.genome.to_json() if unit.genome is not None else None}
+        if isinstance(net, SalNet):
+            assert unit.genome is not None
+            save_subnet(arm_dir / "model.pt", net, unit.genome, self.config, **meta)
+        else:
+            save_peer(arm_dir / "model.pt", net, res, self.config, **meta)  # type: ignore[arg-type]
+        export_torchscript(net, res, arm_dir / "model.ts", **export_meta)
+        onnx_written = False
+        if cfg.export_onnx:
+            if onnx_available():
+                onnx_written = export_onnx(net, res, arm_dir / "model.onnx",
+                                           **export_meta) is not None
+            else:
+                warnings.warn("distill.export_onnx is on but the onnx package is not installed; "
+                              "model.onnx skipped (pip install onnx onnxruntime)", stacklevel=2)
+        params, flops = count_params_flops(net, res)
+        latency = _latency_ms(net, res, cfg)
+        scores = self.test_metrics(net, res)
+        history = pd.DataFrame(result.history)
+        _write_csv(arm_dir / "train_log.csv", history)
+        alpha_end = cfg.alpha_schedule[1] if cfg.alpha_schedule else cfg.alpha
+        row: dict[str, Any] = {
+            "arch": unit.arch,
+            "kind": unit.kind,
+            "genome_id": unit.genome.id if unit.genome is not None else "",
+            "arm": arm,
+            "kd": kd,
+            # Ground-truth weight of the target: the baseline is alpha = 1 by definition.
+            "alpha": (cfg.alpha_schedule[0] if cfg.alpha_schedule else cfg.alpha) if kd else 1.0,
+            "alpha_end": alpha_end if kd else 1.0,
+            "seed": unit.seed,
+            "init": "scratch" if unit.genome is None else cfg.init,
+            "kfold": cfg.kfold if kd else 0,
+            "epochs": cfg.epochs,
+            "best_epoch": result.best_epoch,
+            "teacher_snapshots": result.teacher.snapshots if result.teacher else 0,
+            f"val_{cfg.monitor}": result.best_val.get(cfg.monitor, math.nan),
+            **{f"test_{k}": v for k, v in scores.items()},
+            "params": params,
+            "flops": flops,
+            "latency_ms": latency,
+            "resolution": f"{res[0]}x{res[1]}",
+            "energy_kwh": energy.kwh,
+            "co2_kg": energy.co2_kg,
+            "energy_s": energy.duration_s,
+            "train_s": result.seconds,
+            "wall_s": time.perf_counter() - t0,
+            **unit.search,
+            "onnx": onnx_written,
+            "model_dir": str(arm_dir.relative_to(self.out_dir)),
+            "genome": unit.genome.to_json() if unit.genome is not None else "",
+        }
+        write_json_atomic(arm_dir / RESULT_FILE, {
+            "row": row,
+            "teacher_epochs": result.teacher.epochs if result.teacher else [],
+            "energy_tracker": energy.tracker,
+            "country_iso_code": cfg.country_iso_code,
+        })
+        return row
+
+    # ------------------------------------------------------------ the loop
+    def run(self) -> pd.DataFrame:
+        """Train every unfinished arm (within the time budget); returns results.csv's rows."""
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._write_status("running")
+        t0 = time.perf_counter()
+        skipped: list[str] = []
+        todo = [u for u in self.units if not all(self.finished(u, a) for a in ARMS)]
+        if len(todo) < len(self.units) and self.progress:
+            tqdm.write(f"resuming: {len(self.units) - len(todo)} of {len(self.units)} "
+                       "architecture x seed pairs already finished")
+        bar = tqdm(todo, desc="architectures", unit="arch", disable=not self.progress)
+        for unit in bar:
+            elapsed = time.perf_counter() - t0
+            if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
+                skipped = [f"{u.arch}/seed{u.seed}" for u in todo[todo.index(unit):]]
+                tqdm.write(f"time budget of {cfg.time_budget_s:g} s spent after {elapsed:.0f} "
+                           f"s: not starting {len(skipped)} architecture x seed pair(s) "
+                           f"({', '.join(skipped)}); rerun to continue")
+                break
+            bar.set_postfix(arch=unit.arch, seed=unit.seed)
+            for arm in ARMS:
+                if self.finished(unit, arm):
+                    continue
+                self.train_arm(unit, arm)
+                _write_csv(self.out_dir / "results.csv", collect_results(self.out_dir))
+        results = collect_results(self.out_dir)
+        _write_csv(self.out_dir / "results.csv", results)
+        status = "budget_exhausted" if skipped else "done"
+        self._write_status(status, not_started=skipped,
+                           wall_s=time.perf_counter() - t0,
+                           onnx=cfg.export_onnx and onnx_available())
+        return results
+
+
+def run_distill(config: Config, search_dir: Path, out_dir: Path, *,
+                data_spec: str | None = None, supernet: Path | None = None,
+                progress: bool = True) -> pd.DataFrame:
+    """The whole stage (see the module docstring); returns the rows of results.csv."""
+    return DistillRun(config, search_dir, out_dir, data_spec=data_spec, supernet=supernet,
+                      progress=progress).run()

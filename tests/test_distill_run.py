@@ -1,0 +1,199 @@
+"""The distill stage: selection, both arms end to end, resume, time budget, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import distill.run as stage
+from distill.export import export_metadata, load_any_model
+from salnas.cli import app
+from salnas.config import config_from_dict
+from salnas.errors import ConfigError, SalnasError
+from supernet.space import SearchSpace
+from supernet.train import CHECKPOINT_FORMAT, build_supernet, save_checkpoint
+
+SPACE = {"resolutions": [[32, 64], [64, 96]],
+         "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]]}
+TINY = {"data": {"spec": "synthetic:16", "resolution": [64, 96], "val": 4, "test": 4},
+        "supernet": {"space": SPACE, "pretrained": False, "bn_recalib_batches": 1}}
+DISTILL = {"epochs": 1, "batch_size": 4, "bn_recalib_batches": 1, "latency_repeats": 2,
+           "threads": 1, "peers": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def search_dir(tmp_path_factory):
+    """A run with an (untrained) tiny supernet and a hand-written search result."""
+    run = tmp_path_factory.mktemp("run")
+    config = config_from_dict(TINY)
+    torch.manual_seed(0)
+    model = build_supernet(config)
+    save_checkpoint(run / "supernet.pt", {"format": CHECKPOINT_FORMAT, "epoch": 0,
+                                          "model": model.state_dict(),
+                                          "config": config.model_dump(mode="json")})
+    space = SearchSpace(SPACE)
+    rng = np.random.default_rng(0)
+    genomes = [space.min_genome()]
+    while len(genomes) < 4:
+        g = space.random_genome(rng)
+        if g.resolution == (32, 64) and g not in genomes:
+            genomes.append(g)
+    search = run / "search"
+    search.mkdir()
+    pd.DataFrame({"id": [g.id for g in genomes], "genome": [g.to_json() for g in genomes],
+                  "CC": [0.30, 0.40, 0.45, 0.50], "flops": [1e6, 2e6, 2.1e6, 4e6]}
+                 ).to_csv(search / "pareto.csv", index=False)
+    (search / "search.json").write_text(json.dumps({"supernet": str(run / "supernet.pt"),
+                                                    "objectives": ["CC", "flops"]}))
+    return search
+
+
+def config(**distill):
+    return config_from_dict({**TINY, "distill": {**DISTILL, **distill}})
+
+
+def ids(search_dir) -> list[str]:
+    return list(pd.read_csv(search_dir / "pareto.csv", dtype=str)["id"])
+
+
+def test_crowding_keeps_the_ends_and_spreads():
+    f = np.array([[0.0, 4.0], [0.1, 3.9], [1.0, 3.0], [2.0, 2.0], [2.05, 1.95], [4.0, 0.0]])
+    d = stage.crowding_distance(f)
+    assert np.isinf(d[0]) and np.isinf(d[-1]) and d[1] < d[2]
+    assert stage.select_crowding(f, 2) == [0, 5]
+    chosen = stage.select_crowding(f, 4)
+    assert 0 in chosen and 5 in chosen and not {1, 4} <= set(chosen)
+    assert stage.select_crowding(f, 10) == list(range(6))
+
+
+def test_clear_errors(search_dir, tmp_path):
+    with pytest.raises(SalnasError, match=r"pareto.csv does not exist"):
+        stage.run_distill(config(), tmp_path, tmp_path / "out", progress=False)
+    with pytest.raises(SalnasError, match=r"unknown architecture id\(s\) \['nope'\]"):
+        stage.run_distill(config(select="ids", ids=["nope"]), search_dir, tmp_path / "out",
+                          progress=False)
+    with pytest.raises(ConfigError, match=r"distill\.select"):
+        config(select="best:3")
+    with pytest.raises(ConfigError, match="kfold"):
+        config(kfold=1)
+    with pytest.raises(ConfigError, match=r"unknown key 'distill\.epoch'"):
+        config_from_dict({"distill": {"epoch": 3}})
+
+
+def test_both_arms_end_to_end_and_rerun_trains_nothing(search_dir, tmp_path, monkeypatch):
+    out = tmp_path / "distill"
+    first = ids(search_dir)[0]
+    results = stage.run_distill(config(select="ids", ids=[first]), search_dir, out,
+                                progress=False)
+    assert list(results["arm"]) == ["selfkd", "baseline"]
+    assert set(results["arch"]) == {first} and set(results["seed"]) == {0}
+    assert list(results["kd"]) == [True, False] and list(results["alpha"]) == [0.5, 1.0]
+    for col in ("test_CC", "test_KLD", "test_NSS", "test_sAUC", "test_IG", "params", "flops",
+                "latency_ms", "energy_kwh", "co2_kg", "wall_s", "search_CC", "genome"):
+        assert col in results.columns, col
+    assert results["test_CC"].notna().all() and (results["params"] > 0).all()
+    on_disk = pd.read_csv(out / "results.csv")
+    assert len(on_disk) == 2 and on_disk["arch"].astype(str).tolist() == [first, first]
+    x = torch.rand(1, 3, 32, 64)
+    for arm in stage.ARMS:
+        folder = out / first / arm
+        for name in ("model.pt", "model.ts", "model.onnx", "train_log.csv", "result.json"):
+            assert (folder / name).is_file(), name
+        ref, res = load_any_model(folder / "model.pt")
+        assert res == (32, 64)
+        with torch.no_grad():
+            want = ref(x)
+            for name in ("model.ts", "model.onnx"):
+                model, _ = load_any_model(folder / name)
+                torch.testing.assert_close(model(x), want, rtol=1e-4, atol=1e-4)
+    meta = export_metadata(out / first / "selfkd" / "model.onnx")
+    assert meta["resolution"] == [32, 64] and meta["arm"] == "selfkd"
+    assert meta["data"]["split_seed"] == 0 and json.loads(meta["genome"])
+    assert export_metadata(out / first / "baseline" / "model.ts")["arm"] == "baseline"
+    assert json.loads((out / "distill.json").read_text())["status"] == "done"
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary files left
+
+    def must_not_train(self, unit, arm):
+        raise AssertionError(f"{unit.arch}/{arm} retrained")
+
+    monkeypatch.setattr(stage.DistillRun, "train_arm", must_not_train)
+    again = stage.run_distill(config(select="ids", ids=[first]), search_dir, out,
+                              progress=False)
+    pd.testing.assert_frame_equal(again, results)
+
+
+def _fake_arm(calls, fail_at=None, sleep=0.0):
+    def fake(self, unit, arm):
+        calls.append((unit.arch, arm))
+        if fail_at is not None and len(calls) == fail_at:
+            raise KeyboardInterrupt("killed (test)")
+        time.sleep(sleep)
+        row = {"arch": unit.arch, "kind": unit.kind, "arm": arm, "seed": unit.seed}
+        path = unit.arm_dir(self.out_dir, arm) / stage.RESULT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"row": row}))
+        return row
+
+    return fake
+
+
+def test_a_killed_run_resumes_with_the_next_unfinished_arm(search_dir, tmp_path, monkeypatch):
+    out = tmp_path / "distill"
+    a, b = ids(search_dir)[1:3]
+    cfg = config(select="ids", ids=[a, b], peers=True)
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls, fail_at=3))
+    with pytest.raises(KeyboardInterrupt):
+        stage.run_distill(cfg, search_dir, out, progress=False)
+    assert calls == [(a, "selfkd"), (a, "baseline"), (b, "selfkd")]
+    assert len(pd.read_csv(out / "results.csv")) == 2  # rewritten after each finished arm
+    calls.clear()
+    monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls))
+    results = stage.run_distill(cfg, search_dir, out, progress=False)
+    assert calls == [(b, "selfkd"), (b, "baseline"), ("peer-max", "selfkd"),
+                     ("peer-max", "baseline"), ("peer-csnet", "selfkd"),
+                     ("peer-csnet", "baseline")]
+    assert len(results) == 8 and set(results["kind"]) == {"pareto", "peer"}
+    with pytest.raises(SalnasError, match="another config"):
+        stage.run_distill(config(select="ids", ids=[a], epochs=2), search_dir, out,
+                          progress=False)
+
+
+def test_time_budget_stops_starting_architectures(search_dir, tmp_path, monkeypatch):
+    out = tmp_path / "distill"
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls, sleep=0.3))
+    cfg = config(select="crowding:2", time_budget_s=0.5, seeds=[0, 1])
+    stage.run_distill(cfg, search_dir, out, progress=False)
+    ends = [ids(search_dir)[0], ids(search_dir)[-1]]  # crowding:2 keeps the two ends
+    assert calls == [(ends[0], "selfkd"), (ends[0], "baseline")]  # the started pair finishes
+    status = json.loads((out / "distill.json").read_text())
+    assert status["status"] == "budget_exhausted"
+    assert status["selected"] == ends
+    assert status["not_started"] == [f"{ends[0]}/seed1", f"{ends[1]}/seed0",
+                                     f"{ends[1]}/seed1"]
+    assert (out / ends[0] / "selfkd" / stage.RESULT_FILE).is_file()
+
+
+def test_cli_names_the_problem(search_dir, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["distill", "--search", str(search_dir), "--out",
+                                 str(tmp_path / "o"), "--ids", "abc,def"])
+    assert isinstance(result.exception, SalnasError)
+    assert "unknown architecture id(s) ['abc', 'def']" in str(result.exception)
+    help_text = runner.invoke(app, ["distill", "--help"]).output
+    assert "--search" in help_text and "--time-budget" in help_text
