@@ -1,0 +1,518 @@
+"""Plotly figures of a run, each a function of tables from :mod:`analysis.load`.
+
+A figure function raises :class:`NoData` (with a sentence for the reader) when its tables
+cannot support it; :mod:`analysis.report` shows that sentence in place of the figure.
+Every string that comes from a file (ids, genomes, folder names) is HTML-escaped before it
+reaches Plotly, whose labels understand a subset of HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.load import (
+    ACCURACY,
+    ARCHIVE,
+    COST_LABELS,
+    COSTS,
+    DISTILL,
+    HV,
+    TRAIN_LOG,
+    higher_is_better,
+    varying_genes,
+)
+
+__all__ = [
+    "NoData",
+    "compare_fronts",
+    "front_2d",
+    "gene_importance_bar",
+    "hv_history",
+    "kd_dumbbell",
+    "latency_scatter",
+    "parallel_genes",
+    "pareto_2d",
+    "pareto_3d",
+    "rank_fidelity_scatter",
+    "training_curves",
+]
+
+TEMPLATE = "plotly_white"
+REFERENCE_STYLE = {  # baselines.json key -> (label, colour, dash)
+    "centre_bias": ("centre-bias floor", "#8c564b", "dash"),
+    "inter_observer": ("inter-observer ceiling", "#2ca02c", "dash"),
+    "generating_map": ("generating map (synthetic truth)", "#7f7f7f", "dot"),
+}
+# Above this many archive rows only Pareto-set members carry their genome in the hover text:
+# a genome is ~500 characters, repeated in every panel (5 metrics x 3 costs).
+GENOME_HOVER_MAX = 1500
+ARM_STYLE = {DISTILL.baseline: ("baseline (ground truth only)", "#1f77b4"),
+             DISTILL.selfkd: ("Self-KD", "#d62728")}
+
+
+class NoData(Exception):
+    """The tables cannot support this figure; the message says why, for the reader."""
+
+
+def esc(value: Any) -> str:
+    """HTML-escaped text (Plotly labels render a subset of HTML)."""
+    return html.escape(str(value))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        if not math.isfinite(v):
+            return "–"
+        return f"{v:.4g}" if abs(float(v)) < 1e4 else f"{v:.3e}"
+    return esc(v)
+
+
+def _better(metric: str) -> str:
+    return "higher" if higher_is_better(metric) else "lower"
+
+
+def _wrap(text: str, width: int = 72, lines: int = 8) -> str:
+    """Escaped text cut into hover lines (a genome JSON is several hundred characters)."""
+    parts = textwrap.wrap(str(text), width) or [""]
+    if len(parts) > lines:
+        parts = [*parts[: lines - 1], parts[lines - 1][: width - 1] + "…"]
+    return "<br>".join(esc(p) for p in parts)
+
+
+def _layout(fig: go.Figure, title: str, height: int = 420, **kw: Any) -> go.Figure:
+    kw = {"margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+          "legend": {"orientation": "h", "y": -0.18, "x": 0}, **kw}
+    fig.update_layout(template=TEMPLATE, title={"text": esc(title), "x": 0.01}, height=height,
+                      **kw)
+    return fig
+
+
+def _reference_lines(fig: go.Figure, baselines: pd.DataFrame | None, metric: str,
+                     row: int | None = None, col: int | None = None,
+                     annotate: bool = True, axis: str = "y") -> None:
+    """Floor / ceiling lines of the dataset on a ``metric`` axis (horizontal on y)."""
+    if baselines is None or baselines.empty or metric not in baselines.columns:
+        return
+    for ref, (label, colour, dash) in REFERENCE_STYLE.items():
+        if ref not in baselines.index or not np.isfinite(baselines.loc[ref, metric]):
+            continue
+        value = float(baselines.loc[ref, metric])
+        kwargs: dict[str, Any] = {axis: value, "line": {"color": colour, "dash": dash,
+                                                        "width": 1.5}}
+        if annotate:
+            kwargs.update(annotation_text=esc(f"{label} {value:.3f}"),
+                          annotation_position="top left",
+                          annotation_font={"size": 10, "color": colour})
+            if axis == "x":  # vertical lines: labels along the line, so they never collide
+                kwargs.update(annotation_textangle=-90, annotation_position="bottom left")
+        if row is not None:
+            kwargs.update(row=row, col=col)
+        (fig.add_hline if axis == "y" else fig.add_vline)(**kwargs)
+
+
+def _hover(frame: pd.DataFrame, metric_cols: Sequence[str], genome: bool = True) -> list[str]:
+    out = []
+    for _, r in frame.iterrows():
+        bits = [f"<b>id {esc(r.get(ARCHIVE.id, ''))}</b>"]
+        if ARCHIVE.generation in r and pd.notna(r[ARCHIVE.generation]):
+            bits.append(f"generation {int(r[ARCHIVE.generation])}")
+        bits += [f"{esc(c)} {_fmt(r[c])}" for c in metric_cols if c in r and pd.notna(r[c])]
+        if genome and r.get(ARCHIVE.genome):
+            bits.append(_wrap(r[ARCHIVE.genome]))
+        out.append("<br>".join(bits))
+    return out
+
+
+def _scored(archive: pd.DataFrame, metric: str) -> pd.DataFrame:
+    if metric not in archive:
+        return archive.iloc[0:0]
+    mask = archive[metric].notna()
+    if ARCHIVE.feasible in archive:
+        mask &= archive[ARCHIVE.feasible]
+    return archive[mask]
+
+
+def front_2d(frame: pd.DataFrame, metric: str, cost: str) -> pd.DataFrame:
+    """Rows of ``frame`` not dominated in (``metric``, ``cost``), sorted by cost."""
+    data = frame.dropna(subset=[metric, cost]).sort_values([cost, metric],
+                                                          ascending=[True, not
+                                                                     higher_is_better(metric)])
+    keep, best = [], -math.inf
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    for i, v in zip(data.index, data[metric], strict=True):
+        if sign * v > best:
+            keep.append(i)
+            best = sign * v
+    return data.loc[keep]
+
+
+# ---------------------------------------------------------------- supernet training
+def training_curves(train_log: pd.DataFrame, baselines: pd.DataFrame | None = None
+                    ) -> go.Figure:
+    """Validation metrics of the max and min subnets per epoch, and the training losses."""
+    ep = TRAIN_LOG.epoch
+    if train_log.empty or ep not in train_log:
+        raise NoData("train_log.csv has no rows (or no 'epoch' column)")
+    metrics = [m for m in ACCURACY if TRAIN_LOG.val_max + m in train_log
+               or TRAIN_LOG.val_min + m in train_log]
+    losses = [c for c in train_log.columns if c.startswith(TRAIN_LOG.loss_prefix)]
+    panels = [*metrics, *(["losses"] if losses else [])]
+    if not panels:
+        raise NoData("train_log.csv has neither val_max_*/val_min_* nor loss_* columns")
+    cols = 3
+    rows = math.ceil(len(panels) / cols)
+    titles = [f"val {m} ({_better(m)} is better)"
+              if m != "losses" else "training losses" for m in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[esc(t) for t in titles],
+                        horizontal_spacing=0.07, vertical_spacing=0.14)
+    x = train_log[ep]
+    for k, m in enumerate(panels):
+        r, c = k // cols + 1, k % cols + 1
+        if m == "losses":
+            for j, name in enumerate(losses):
+                fig.add_trace(go.Scatter(x=x, y=train_log[name], mode="lines+markers",
+                                         name=esc(name), legendgroup=esc(name),
+                                         line={"color": f"hsl({40 + 50 * j},60%,45%)"}),
+                              row=r, col=c)
+            continue
+        for tag, prefix, colour in (("max subnet", TRAIN_LOG.val_max, "#1f77b4"),
+                                    ("min subnet", TRAIN_LOG.val_min, "#ff7f0e")):
+            if prefix + m in train_log:
+                fig.add_trace(go.Scatter(x=x, y=train_log[prefix + m], mode="lines+markers",
+                                         name=tag, legendgroup=tag, showlegend=k == 0,
+                                         line={"color": colour}), row=r, col=c)
+        _reference_lines(fig, baselines, m, r, c,
+                         annotate=False)
+    # Reference lines carry no legend entry of their own: add one dummy trace per kind.
+    if baselines is not None and not baselines.empty:
+        for ref, (label, colour, dash) in REFERENCE_STYLE.items():
+            if ref in baselines.index:
+                fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=esc(label),
+                                         line={"color": colour, "dash": dash}))
+    fig.update_xaxes(title_text="epoch")
+    return _layout(fig, "Supernet training: validation of the max and min subnets",
+                   height=330 * rows + 80)
+
+
+# ---------------------------------------------------------------- Pareto fronts
+def pareto_2d(archive: pd.DataFrame, metric: str, baselines: pd.DataFrame | None = None,
+              pareto_ids: Sequence[str] = (), constraints: Mapping[str, float] | None = None,
+              costs: Sequence[str] = COSTS) -> go.Figure:
+    """``metric`` against each cost: every archive row, coloured by generation; the search's
+    Pareto set ringed; the 2-D front of each projection as a line; infeasible genomes (not
+    scored) as crosses on a lane at the bottom; budgets as vertical lines."""
+    if archive.empty or metric not in archive or archive[metric].notna().sum() == 0:
+        raise NoData(f"the archive holds no scored '{metric}' values")
+    costs = [c for c in costs if c in archive and archive[c].notna().any()]
+    if not costs:
+        raise NoData(f"the archive has none of the cost columns {list(COSTS)}")
+    constraints = constraints or {}
+    fig = make_subplots(rows=1, cols=len(costs), shared_yaxes=True,
+                        horizontal_spacing=0.04)
+    scored = _scored(archive, metric)
+    others = archive.drop(index=scored.index)
+    in_front = scored[ARCHIVE.id].isin(list(pareto_ids)) if ARCHIVE.id in scored else None
+    y_all = scored[metric]
+    lo, hi = float(y_all.min()), float(y_all.max())
+    if baselines is not None and metric in getattr(baselines, "columns", []):
+        refs = baselines[metric].dropna()
+        lo, hi = min(lo, float(refs.min())), max(hi, float(refs.max()))
+    # Unscored (infeasible) genomes are drawn on a lane beyond the worst value.
+    pad = 0.06 * (hi - lo or 1.0)
+    lane = lo - pad if higher_is_better(metric) else hi + pad
+    hover_cols = [metric, *costs]
+    genomes = len(archive) <= GENOME_HOVER_MAX
+    generation = scored.get(ARCHIVE.generation)
+    for k, cost in enumerate(costs, start=1):
+        first = k == 1
+        data = scored.dropna(subset=[cost])
+        marker: dict[str, Any] = {"size": 7, "opacity": 0.85, "line": {"width": 0}}
+        if generation is not None:
+            marker.update(color=data[ARCHIVE.generation], coloraxis="coloraxis")
+        fig.add_trace(go.Scatter(x=data[cost], y=data[metric], mode="markers",
+                                 name="feasible (colour: generation)", legendgroup="feasible",
+                                 showlegend=first, marker=marker,
+                                 text=_hover(data, hover_cols, genomes),
+                                 hovertemplate="%{text}<extra></extra>"), row=1, col=k)
+        if in_front is not None and in_front.any():
+            members = data[data[ARCHIVE.id].isin(list(pareto_ids))]
+            fig.add_trace(go.Scatter(x=members[cost], y=members[metric], mode="markers",
+                                     name="search Pareto set (pareto.csv)", legendgroup="pset",
+                                     showlegend=first, text=_hover(members, hover_cols),
+                                     hovertemplate="%{text}<extra>Pareto set</extra>",
+                                     marker={"size": 13, "color": "rgba(0,0,0,0)",
+                                             "line": {"width": 2, "color": "#222"}}),
+                          row=1, col=k)
+        front = front_2d(data, metric, cost)
+        fig.add_trace(go.Scatter(x=front[cost], y=front[metric], mode="lines",
+                                 line={"shape": "hv", "color": "#444", "width": 1.5},
+                                 name="2-D front of this projection", legendgroup="front",
+                                 showlegend=first, hoverinfo="skip"), row=1, col=k)
+        bad = others.dropna(subset=[cost])
+        if len(bad):
+            y = bad[metric].fillna(lane) if metric in bad else pd.Series(lane, bad.index)
+            fig.add_trace(go.Scatter(x=bad[cost], y=y, mode="markers",
+                                     name="infeasible (unscored ones on a lane past the worst)",
+                                     legendgroup="infeasible", showlegend=first,
+                                     marker={"symbol": "x", "size": 7, "color": "#999"},
+                                     text=_hover(bad, costs, genomes),
+                                     hovertemplate="%{text}<br>infeasible<extra></extra>"),
+                          row=1, col=k)
+        if cost in constraints:
+            fig.add_vline(x=constraints[cost], line={"color": "#d62728", "dash": "dot"},
+                          annotation_text=esc(f"budget {constraints[cost]:.4g}"),
+                          annotation_font={"size": 10, "color": "#d62728"}, row=1, col=k)
+        _reference_lines(fig, baselines, metric,
+                         1, k, annotate=first)
+        fig.update_xaxes(title_text=esc(COST_LABELS.get(cost, cost)), row=1, col=k)
+    fig.update_yaxes(title_text=esc(f"{metric} ({_better(metric)} is better)"), row=1, col=1)
+    fig.update_layout(coloraxis={"colorscale": "Viridis",
+                                 "colorbar": {"title": {"text": "generation"}, "len": 0.8}})
+    return _layout(fig, f"{metric} against the costs (oracle scores on the validation subset)",
+                   height=440)
+
+
+def pareto_3d(archive: pd.DataFrame, axes: Sequence[str], pareto_ids: Sequence[str] = ()
+              ) -> go.Figure:
+    """Feasible archive rows on three objectives, the search's Pareto set highlighted."""
+    axes = list(axes)
+    if len(axes) != 3 or any(a not in archive for a in axes):
+        raise NoData(f"a 3-D front needs three columns of the archive, have {axes}")
+    data = _scored(archive, axes[0]).dropna(subset=axes)
+    if len(data) < 2:
+        raise NoData("fewer than two feasible, scored architectures")
+    member = data[ARCHIVE.id].isin(list(pareto_ids)) if ARCHIVE.id in data else \
+        pd.Series(False, index=data.index)
+    fig = go.Figure()
+    for sel, name, size, symbol in ((~member, "feasible", 4, "circle"),
+                                    (member, "search Pareto set", 7, "diamond")):
+        part = data[sel]
+        if part.empty:
+            continue
+        marker: dict[str, Any] = {"size": size, "symbol": symbol, "opacity": 0.9}
+        if ARCHIVE.generation in part:
+            marker.update(color=part[ARCHIVE.generation], coloraxis="coloraxis")
+        fig.add_trace(go.Scatter3d(x=part[axes[0]], y=part[axes[1]], z=part[axes[2]],
+                                   mode="markers", name=name, marker=marker,
+                                   text=_hover(part, axes, len(data) <= GENOME_HOVER_MAX
+                                                or name != "feasible"),
+                                   hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(scene={"xaxis": {"title": {"text": esc(axes[0])}},
+                             "yaxis": {"title": {"text": esc(COST_LABELS.get(axes[1],
+                                                                             axes[1]))}},
+                             "zaxis": {"title": {"text": esc(COST_LABELS.get(axes[2],
+                                                                             axes[2]))}}},
+                      coloraxis={"colorscale": "Viridis",
+                                 "colorbar": {"title": {"text": "generation"}}})
+    return _layout(fig, f"3-D view: {axes[0]}, {axes[1]}, {axes[2]}", height=560)
+
+
+def hv_history(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """Hypervolume of the cumulative feasible front against architectures evaluated, one
+    line per run / engine (labels are escaped here)."""
+    fig = go.Figure()
+    for label, frame in histories.items():
+        if frame.empty or HV.hypervolume not in frame:
+            continue
+        x_col = HV.n_evaluated if HV.n_evaluated in frame else HV.generation
+        if x_col not in frame:
+            continue
+        text = [f"{esc(label)}<br>generation {_fmt(g)}<br>front size {_fmt(p)}"
+                for g, p in zip(frame.get(HV.generation, [math.nan] * len(frame)),
+                                frame.get(HV.n_pareto, [math.nan] * len(frame)), strict=True)]
+        fig.add_trace(go.Scatter(x=frame[x_col], y=frame[HV.hypervolume], mode="lines+markers",
+                                 name=esc(label), text=text,
+                                 hovertemplate="%{text}<br>HV %{y:.4f}<extra></extra>"))
+    if not fig.data:
+        raise NoData("no hv_history.csv with a 'hypervolume' column")
+    fig.update_xaxes(title_text="architectures evaluated (cumulative)")
+    fig.update_yaxes(title_text="normalised hypervolume")
+    return _layout(fig, "Hypervolume of the feasible front", height=380)
+
+
+def compare_fronts(archives: Mapping[str, pd.DataFrame], metric: str,
+                   baselines: pd.DataFrame | None = None, costs: Sequence[str] = COSTS
+                   ) -> go.Figure:
+    """Several runs' feasible archives and 2-D fronts on one ``metric`` against each cost."""
+    have = {k: a for k, a in archives.items() if metric in a and a[metric].notna().any()}
+    costs = [c for c in costs if any(c in a and a[c].notna().any() for a in have.values())]
+    if not have or not costs:
+        raise NoData(f"no run has scored '{metric}' values and a cost column")
+    fig = make_subplots(rows=1, cols=len(costs), shared_yaxes=True, horizontal_spacing=0.04)
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
+    for j, (label, archive) in enumerate(have.items()):
+        colour = palette[j % len(palette)]
+        data = _scored(archive, metric)
+        for k, cost in enumerate(costs, start=1):
+            if cost not in data:
+                continue
+            part = data.dropna(subset=[cost])
+            fig.add_trace(go.Scatter(x=part[cost], y=part[metric], mode="markers",
+                                     name=esc(label), legendgroup=esc(label), showlegend=False,
+                                     marker={"size": 5, "color": colour, "opacity": 0.35},
+                                     text=_hover(part, [metric, cost], genome=False),
+                                     hovertemplate=esc(label) + "<br>%{text}<extra></extra>"),
+                          row=1, col=k)
+            front = front_2d(part, metric, cost)
+            fig.add_trace(go.Scatter(x=front[cost], y=front[metric], mode="lines+markers",
+                                     line={"shape": "hv", "color": colour, "width": 2},
+                                     marker={"size": 7, "color": colour},
+                                     name=esc(label), legendgroup=esc(label),
+                                     showlegend=k == 1, hoverinfo="skip"), row=1, col=k)
+            fig.update_xaxes(title_text=esc(COST_LABELS.get(cost, cost)), row=1, col=k)
+    for k in range(1, len(costs) + 1):
+        _reference_lines(fig, baselines, metric,
+                         1, k, annotate=k == 1)
+    fig.update_yaxes(title_text=esc(metric), row=1, col=1)
+    return _layout(fig, f"{metric}: fronts of every run (dots: all feasible architectures)",
+                   height=440)
+
+
+# ---------------------------------------------------------------- genes
+def parallel_genes(genes: pd.DataFrame, target: pd.Series, metric: str = "CC",
+                   labels: Mapping[str, Sequence[str]] | None = None,
+                   order: Sequence[str] | None = None, max_genes: int = 14) -> go.Figure:
+    """Parallel coordinates of the genes (scored architectures) ending on ``metric``.
+
+    ``order`` (e.g. genes by importance) picks which genes are drawn when there are more
+    than ``max_genes``; fixed genes are never drawn.
+    """
+    labels = labels or {}
+    ok = target.notna()
+    x, y = genes.loc[ok], target.loc[ok]
+    cols = varying_genes(x)
+    if len(y) < 2 or not cols:
+        raise NoData("fewer than two scored architectures, or no gene varies")
+    if order:
+        ranked = [c for c in order if c in cols]
+        cols = ranked + [c for c in cols if c not in ranked]
+    cols = cols[:max_genes]
+    dims = []
+    for c in cols:
+        dim: dict[str, Any] = {"label": esc(c), "values": x[c].fillna(x[c].min())}
+        if c in labels:
+            dim.update(tickvals=list(range(len(labels[c]))),
+                       ticktext=[esc(v) for v in labels[c]])
+        elif set(x[c].dropna().unique()) <= {0.0, 1.0}:
+            dim.update(tickvals=[0, 1], ticktext=["off", "on"])
+        dims.append(dim)
+    dims.append({"label": esc(metric), "values": y})
+    fig = go.Figure(go.Parcoords(line={"color": y, "colorscale": "Viridis", "showscale": True,
+                                       "colorbar": {"title": {"text": esc(metric)}, "x": 1.06}},
+                                 dimensions=dims, labelangle=-30))
+    shown = "" if len(cols) == len(varying_genes(x)) else f" ({len(cols)} most important)"
+    return _layout(fig, f"Genes of {len(y)} scored architectures against {metric}{shown}",
+                   height=480, margin={"l": 60, "r": 110, "t": 110, "b": 40})
+
+
+def gene_importance_bar(importance: pd.DataFrame, method: str, metric: str = "CC",
+                        top: int = 20) -> go.Figure:
+    """Horizontal bars of gene importances for ``metric``."""
+    if importance.empty:
+        raise NoData("no gene importances")
+    data = importance.head(top).iloc[::-1]
+    fig = go.Figure(go.Bar(x=data["importance"], y=[esc(g) for g in data["gene"]],
+                           orientation="h", marker={"color": "#4c78a8"},
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text="importance")
+    return _layout(fig, f"Which genes matter for {metric}", height=max(300, 22 * len(data) + 120),
+                   margin={"l": 120, "r": 20, "t": 60, "b": 50})
+
+
+# ---------------------------------------------------------------- retraining
+def _stat_label(row: pd.Series) -> str:
+    def f(v: float) -> str:
+        return "n/a" if not np.isfinite(v) else f"{v:+.2f}"
+
+    return f"τ {f(row['kendall_tau'])}, ρ {f(row['spearman_rho'])}, n {int(row['n'])}"
+
+
+def rank_fidelity_scatter(table: pd.DataFrame, stats: pd.DataFrame, metric: str = "CC",
+                          baselines: pd.DataFrame | None = None) -> go.Figure:
+    """Oracle (supernet) score against retrained test score, per arm, with rank statistics
+    and the dataset's floor and ceiling on both axes."""
+    if table.empty:
+        raise NoData("no distilled Pareto architecture has both an oracle and a test score")
+    fig = go.Figure()
+    for arm, part in table.groupby(DISTILL.arm, sort=False):
+        label, colour = ARM_STYLE.get(str(arm), (str(arm), "#555"))
+        row = stats[stats["arm"] == arm]
+        name = label + (f" ({_stat_label(row.iloc[0])})" if len(row) else "")
+        fig.add_trace(go.Scatter(
+            x=part["oracle"], y=part["retrained"], mode="markers+text", name=esc(name),
+            text=[esc(a) for a in part[DISTILL.arch]],
+            textposition="bottom center" if arm == DISTILL.baseline else "top center",
+            textfont={"size": 9, "color": colour}, marker={"size": 10, "color": colour},
+            hovertemplate="%{text}<br>oracle %{x:.4f}<br>retrained %{y:.4f}<extra></extra>"))
+    _reference_lines(fig, baselines, metric)
+    _reference_lines(fig, baselines, metric, annotate=False, axis="x")
+    fig.update_xaxes(title_text=esc(f"oracle {metric} (supernet weights, validation subset)"))
+    fig.update_yaxes(title_text=esc(f"retrained test {metric}"))
+    return _layout(fig, f"Rank fidelity of the oracle ({metric})", height=460)
+
+
+def kd_dumbbell(pairs: pd.DataFrame, metric: str = "CC",
+                baselines: pd.DataFrame | None = None) -> go.Figure:
+    """Baseline and Self-KD test score per architecture (mean over seeds), joined by a line."""
+    if pairs.empty:
+        raise NoData("no architecture has finished both arms (baseline and Self-KD)")
+    per_arch = pairs.groupby(DISTILL.arch, sort=False)[[DISTILL.baseline, DISTILL.selfkd,
+                                                        "difference"]].mean()
+    per_arch = per_arch.sort_values(DISTILL.baseline)
+    names = [esc(a) for a in per_arch.index]
+    fig = go.Figure()
+    for i, (_, r) in enumerate(per_arch.iterrows()):
+        better = r["difference"] * (1 if higher_is_better(metric) else -1) > 0
+        fig.add_trace(go.Scatter(x=[r[DISTILL.baseline], r[DISTILL.selfkd]],
+                                 y=[names[i], names[i]], mode="lines", showlegend=False,
+                                 hoverinfo="skip",
+                                 line={"color": "#2ca02c" if better else "#aaa", "width": 3}))
+    for arm in (DISTILL.baseline, DISTILL.selfkd):
+        label, colour = ARM_STYLE[arm]
+        fig.add_trace(go.Scatter(x=per_arch[arm], y=names, mode="markers", name=esc(label),
+                                 marker={"size": 11, "color": colour},
+                                 hovertemplate="%{y}<br>" + esc(label) +
+                                 " %{x:.4f}<extra></extra>"))
+    _reference_lines(fig, baselines, metric, axis="x")
+    mean = float(pairs["difference"].mean())
+    fig.update_xaxes(title_text=esc(f"test {metric} ({_better(metric)} is better)"))
+    title = (f"Self-KD vs baseline, test {metric}: mean difference {mean:+.4f} over "
+             f"{len(pairs)} pair(s) (green: Self-KD better)")
+    return _layout(fig, title, height=max(300, 40 * len(per_arch) + 160),
+                   margin={"l": 140, "r": 20, "t": 60, "b": 50})
+
+
+def latency_scatter(table: pd.DataFrame, stats: pd.DataFrame | None = None) -> go.Figure:
+    """Predicted against measured latency per source, with the identity line."""
+    if table.empty:
+        raise NoData("no pairs of predicted and measured latency")
+    fig = go.Figure()
+    for source, part in table.groupby("source", sort=False):
+        name = str(source)
+        if stats is not None and not stats.empty:
+            row = stats[stats["source"] == source]
+            if len(row):
+                r = row.iloc[0]
+                tau = "n/a" if not np.isfinite(r["kendall_tau"]) else f"{r['kendall_tau']:.2f}"
+                name += f" (RMSE {r['rmse_pct']:.1f} %, τ {tau}, n {int(r['n'])})"
+        fig.add_trace(go.Scatter(x=part["measured_ms"], y=part["predicted_ms"], mode="markers",
+                                 name=esc(name), text=[esc(i) for i in part["id"]],
+                                 marker={"size": 8},
+                                 hovertemplate="%{text}<br>measured %{x:.3f} ms<br>"
+                                               "predicted %{y:.3f} ms<extra></extra>"))
+    lo = float(min(table["measured_ms"].min(), table["predicted_ms"].min()))
+    hi = float(max(table["measured_ms"].max(), table["predicted_ms"].max()))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="prediction = measured",
+                             line={"color": "#888", "dash": "dash"}, hoverinfo="skip"))
+    fig.update_xaxes(title_text="measured latency (ms)")
+    fig.update_yaxes(title_text="predicted latency (ms)")
+    return _layout(fig, "Latency predictor against measurement", height=440)

@@ -1,0 +1,345 @@
+"""Reports: loading a run directory, derived tables, the HTML page, the CLI, missing stages.
+
+Everything runs on the fake run of ``tests/report_fixtures.py`` (invented numbers, real
+formats); the browser and notebook checks live in ``test_report_browser.py`` and
+``test_report_notebook.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_fixtures import INJECTED, RUN_NAME, built_report, make_fake_run
+from scipy.stats import kendalltau, spearmanr
+from typer.testing import CliRunner
+
+from analysis import load_run
+from analysis.load import (
+    ACCURACY,
+    ARCHIVE,
+    DISTILL,
+    HV,
+    TRAIN_LOG,
+    decode_genes,
+    gene_importance,
+    kd_pairs,
+    kd_summary,
+    rank_fidelity,
+)
+from analysis.report import build_report, gallery_html, write_compare, write_report
+from salnas.cli import app
+from salnas.errors import SalnasError
+
+runner = CliRunner()
+SECTIONS = ("summary", "baselines", "supernet", "search", "genes", "retrain", "latency",
+            "gallery", "models", "downloads", "notes")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, str]:
+    path, page = built_report(tmp_path_factory.getbasetemp() / "report-run")
+    return path, page, path.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- the column contract
+def test_loader_constants_match_the_stages() -> None:
+    """The loader's column names are the stages' own (fails when a stage renames one)."""
+    archive = pytest.importorskip("search.archive")
+    hypervolume = pytest.importorskip("search.hypervolume")
+    train = pytest.importorskip("supernet.train")
+    assert archive.METRICS == ACCURACY == train.VAL_METRICS
+    for name in (ARCHIVE.id, ARCHIVE.genome, ARCHIVE.feasible, ARCHIVE.scored, ARCHIVE.engine,
+                 ARCHIVE.generation, ARCHIVE.wall_s, ARCHIVE.latency, ARCHIVE.latency_source,
+                 "params", "flops"):
+        assert name in archive.COLUMNS, name
+    assert set(hypervolume.HV_FIELDS) == {HV.generation, HV.n_evaluated, HV.n_feasible,
+                                          HV.n_pareto, HV.hypervolume}
+    for name in (TRAIN_LOG.epoch, TRAIN_LOG.lr, TRAIN_LOG.temperature, TRAIN_LOG.seconds,
+                 TRAIN_LOG.img_per_s):
+        assert name in train.LOG_FIELDS, name
+    distill = pytest.importorskip("distill.run")
+    assert set(distill.ARMS) == {DISTILL.selfkd, DISTILL.baseline}
+
+
+# ---------------------------------------------------------------- loading
+def test_load_run_reads_every_table(tmp_path: Path) -> None:
+    run = load_run(make_fake_run(tmp_path, models=False))
+    assert run.notes == {}, run.notes
+    assert len(run.archive) == 40 and run.archive[ARCHIVE.feasible].dtype == bool
+    assert run.archive[ARCHIVE.id].map(type).eq(str).all()  # hex ids never become numbers
+    assert set(run.pareto_ids) <= set(run.archive[ARCHIVE.id])
+    assert run.genes.index.equals(run.archive.index) and "s1.depth" in run.genes
+    assert run.gene_labels["d0.op"][0] == "dwsep3x3"  # ops coded in cost order
+    assert list(run.baselines.index) == ["centre_bias", "generating_map", "inter_observer"]
+    assert len(run.train_log) == 4 and len(run.hv_history) == 5
+    assert set(run.latency["source"]) == {"lut.json validation subnets",
+                                          "search LUT prediction vs distilled model measured"}
+    stages = run.stages.set_index("stage")
+    assert stages.loc["supernet", "wall_s"] == pytest.approx(sum(20 + e for e in range(1, 5)))
+    assert stages.loc["search", "wall_s"] == pytest.approx(123.4)
+    assert stages.loc["distill", "energy_kwh"] == pytest.approx(
+        run.distill[DISTILL.energy].sum())
+    assert run.engine == "nsga2" and run.objectives == ["CC", "flops"]
+
+
+def test_load_run_explains_missing_stages(tmp_path: Path) -> None:
+    run = load_run(make_fake_run(tmp_path, stages=("supernet",)))
+    assert not run.train_log.empty and run.archive.empty and run.distill.empty
+    assert "salnas search" in run.note("archive")
+    assert "salnas distill" in run.note("distill")
+    assert "salnas baselines" in run.note("baselines")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "supernet has not been trained" in load_run(empty).note("train_log")
+    with pytest.raises(SalnasError, match="not a run directory"):
+        load_run(tmp_path / "nowhere")
+
+
+def test_decode_genes_is_generic_and_tolerant() -> None:
+    genomes = pd.Series([
+        json.dumps({"resolution": [96, 128], "depths": [1, 2], "kernels": [[3], [3, 5]],
+                    "skips": [True, False], "ops": ["conv3x3", "dwsep3x3"], "centre_bias": True,
+                    "new_gene": 7}),
+        "not json", json.dumps({"resolution": [64, 96], "depths": [1, 1], "kernels": [[3], [5]],
+                                "skips": [False, False], "ops": ["dynconv", "dwsep5x5"],
+                                "centre_bias": False, "new_gene": 9})])
+    genes, labels = decode_genes(genomes)
+    assert genes.loc[0, "resolution"] == 96 and genes.loc[0, "s1.kernel"] == 4.0
+    assert genes.loc[0, "d0.skip"] == 1.0 and genes.loc[2, "centre_bias"] == 0.0
+    assert genes.loc[0, "new_gene"] == 7  # an unknown gene still becomes a column
+    assert genes.loc[1].isna().all()  # an unreadable genome is a row of NaN, not an error
+    assert labels["d0.op"] == ["conv3x3", "dynconv"]  # cost order, not alphabetical
+    assert genes.loc[2, "d0.op"] == 1.0
+
+
+# ---------------------------------------------------------------- derived tables
+def test_rank_fidelity_matches_scipy() -> None:
+    archive = pd.DataFrame({ARCHIVE.id: ["a", "b", "c", "d"], "CC": [0.5, 0.6, 0.7, 0.8]})
+    retrained = {"a": 0.52, "b": 0.50, "c": 0.71, "d": 0.75}
+    rows = [{DISTILL.arch: k, DISTILL.kind: "pareto", DISTILL.genome_id: k, DISTILL.arm: arm,
+             DISTILL.seed: s, "test_CC": v + (0.01 if arm == "selfkd" else 0) + 0.001 * s}
+            for k, v in retrained.items() for arm in ("selfkd", "baseline") for s in (0, 1)]
+    rows.append({DISTILL.arch: "peer-max", DISTILL.kind: "peer", DISTILL.genome_id: "",
+                 DISTILL.arm: "baseline", DISTILL.seed: 0, "test_CC": 0.9})
+    table, stats = rank_fidelity(archive, pd.DataFrame(rows), "CC")
+    assert set(table[DISTILL.arch]) == set(retrained)  # peers have no oracle score
+    base = table[table[DISTILL.arm] == "baseline"].sort_values(DISTILL.arch)
+    assert base["retrained"].to_list() == pytest.approx([v + 0.0005 for v in
+                                                         retrained.values()])
+    row = stats.set_index("arm").loc["baseline"]
+    assert row["kendall_tau"] == pytest.approx(kendalltau(archive["CC"],
+                                                          list(retrained.values())).statistic)
+    assert row["spearman_rho"] == pytest.approx(spearmanr(archive["CC"],
+                                                          list(retrained.values())).statistic)
+    # Too few architectures: no statistic rather than a meaningless +-1.
+    _, two = rank_fidelity(archive, pd.DataFrame(rows[:8]), "CC")
+    assert two["kendall_tau"].isna().all()
+
+
+def test_kd_pairs_gain_follows_the_metric_direction() -> None:
+    rows = [{DISTILL.arch: "a", DISTILL.arm: arm, DISTILL.seed: 0, "test_CC": cc,
+             "test_KLD": kld}
+            for arm, cc, kld in (("selfkd", 0.7, 0.9), ("baseline", 0.6, 1.0))]
+    rows.append({DISTILL.arch: "b", DISTILL.arm: "selfkd", DISTILL.seed: 0, "test_CC": 0.5,
+                 "test_KLD": 1.1})  # unpaired: ignored
+    frame = pd.DataFrame(rows)
+    cc, kld = kd_pairs(frame, "CC"), kd_pairs(frame, "KLD")
+    assert len(cc) == 1 and cc["difference"].iloc[0] == pytest.approx(0.1)
+    assert kld["difference"].iloc[0] == pytest.approx(-0.1) and kld["gain"].iloc[0] > 0
+    summary = kd_summary(frame).set_index("metric")
+    assert summary.loc["KLD", "selfkd_better"] == 1 and summary.loc["KLD", "better"] == "lower"
+
+
+def test_gene_importance_finds_the_gene_that_matters(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    genes = pd.DataFrame({"a": rng.integers(0, 4, 60).astype(float),
+                          "b": rng.integers(0, 3, 60).astype(float),
+                          "fixed": np.ones(60)})
+    target = pd.Series(genes["a"] * 0.1 + rng.normal(0, 0.01, 60))
+    imp, method = gene_importance(genes, target)
+    assert "PED-ANOVA" in method and imp["gene"].iloc[0] == "a"
+    assert "fixed" not in set(imp["gene"])
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_optuna(name, *args, **kwargs):
+        if name.startswith("optuna"):
+            raise ImportError("no optuna here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_optuna)
+    imp, method = gene_importance(genes, target)
+    assert "Spearman" in method and "optuna is not installed" in method
+    assert imp["gene"].iloc[0] == "a" and imp["importance"].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 4"):
+        gene_importance(genes.head(3), target.head(3))
+
+
+# ---------------------------------------------------------------- the page
+def test_report_is_complete_and_self_contained(report) -> None:
+    path, page, text = report
+    assert path.name == "report.html" and path.parent.name == RUN_NAME
+    assert page.problems == []
+    assert page.n_figures == 13  # training, 5 x 2-D, 3-D, HV, importance, genes, fidelity,
+    #                              Self-KD, latency
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in text, anchor
+    from plotly.offline import get_plotlyjs
+
+    assert text.count(get_plotlyjs()[:500]) == 1  # plotly.js embedded exactly once
+    page_only = text.replace(get_plotlyjs(), "")  # the library itself mentions URLs
+    assert not re.search(r'(src|href)="(https?:)?//', page_only)  # nothing to fetch
+    # One script for plotly.js, one per figure: nothing from a file became a script.
+    assert page_only.count("<script") == 1 + page.n_figures
+    assert not list(path.parent.glob(".report.html.*"))  # atomic write left no temp file
+
+
+def test_report_escapes_names_and_config_values(report) -> None:
+    _, _, text = report
+    assert INJECTED not in text and RUN_NAME not in text
+    assert html.escape(INJECTED) in text  # the config YAML, shown escaped
+    assert html.escape(RUN_NAME) in text  # the title, shown escaped
+    assert "<img src=x" not in text
+
+
+def test_report_downloads_and_model_links(report) -> None:
+    path, _, text = report
+    run = load_run(path.parent)
+    links = dict(re.findall(r'<a download="([^"]+)" href="data:text/csv;charset=utf-8;base64,'
+                            r'([^"]+)"', text))
+    assert {"archive.csv", "pareto.csv", "distill_results.csv", "genes.csv"} <= set(links)
+    archive = pd.read_csv(io.BytesIO(base64.b64decode(links["archive.csv"])), dtype={"id": str})
+    assert archive["id"].to_list() == run.archive[ARCHIVE.id].to_list()
+    hrefs = [urllib.parse.unquote(html.unescape(h))
+             for h in re.findall(r'<a href="([^"]+model\.pt)"', text)]
+    assert len(hrefs) == 4  # two distilled models with files x two arms
+    for h in hrefs:
+        assert not Path(h).is_absolute() and (path.parent / h).is_file()
+    # Gallery: 4 images x (image, ground truth, centre bias, 2 models).
+    assert text.count('<img src="data:image/png;base64,') == 4 * 5
+
+
+def test_report_of_a_partial_run_explains(tmp_path: Path) -> None:
+    run_dir = make_fake_run(tmp_path, "partial", stages=("supernet",))
+    path, page = write_report(run_dir, tmp_path / "out" / "partial.html")
+    text = path.read_text()
+    assert page.problems == [] and page.n_figures == 1  # the training curves only
+    assert "salnas search --out RUN_DIR/search" in text
+    assert "salnas distill" in text and "salnas baselines" in text
+    assert text.count('class="note"') >= 6
+
+
+def test_report_tolerates_broken_and_renamed_files(tmp_path: Path) -> None:
+    run_dir = make_fake_run(tmp_path, models=False)
+    search = run_dir / "search"
+    archive = pd.read_csv(search / "archive.csv", dtype=str)
+    archive.drop(columns=["CC", "params", ARCHIVE.generation]).to_csv(search / "archive.csv",
+                                                                       index=False)
+    (search / "lut.json").write_text("{ not json")
+    (search / "hv_history.csv").write_bytes(b"")
+    results = pd.read_csv(run_dir / "distill" / "results.csv")
+    results.rename(columns={"test_CC": "test_cc_renamed"}).to_csv(
+        run_dir / "distill" / "results.csv", index=False)
+    (run_dir / "train_log.csv").write_text("epoch,lr\n1,0.1\n")
+    meta = json.loads((search / "search.json").read_text())  # fields of unexpected shapes
+    meta.update(objectives="CC", constraints=["flops"], hypervolume={"bounds": {"CC": 3}})
+    (search / "search.json").write_text(json.dumps(meta))
+    (run_dir / "baselines.json").write_text(json.dumps({"centre_bias": {"CC": "abc"},
+                                                        "inter_observer": 5}))
+    (run_dir / "split.json").write_text("[1, 2]")
+    page = build_report(load_run(run_dir), tmp_path / "r.html")
+    text = page.render()
+    assert page.problems == [], page.problems
+    assert "lut.json could not be read" in text and "hv_history.csv could not be read" in text
+    assert "no retrained" not in text and page.n_figures >= 5  # the other metrics still plot
+
+
+def test_saliency_gallery_skips_without_models_or_data(tmp_path: Path) -> None:
+    run_dir = make_fake_run(tmp_path, models=False)
+    assert "no distilled Pareto model file" in gallery_html(load_run(run_dir))
+    run_dir = make_fake_run(tmp_path, "moved-data")
+    cfg = (run_dir / "config.yaml").read_text().replace("spec: synthetic:16",
+                                                        "spec: folder:/nonexistent/data")
+    (run_dir / "config.yaml").write_text(cfg)
+    assert "cannot be opened here" in gallery_html(load_run(run_dir))
+    (run_dir / "split.json").unlink()
+    assert "split.json with train and test" in gallery_html(load_run(run_dir))
+
+
+# ---------------------------------------------------------------- compare and the CLI
+def test_compare_overlays_runs_and_warns_about_hypervolume(tmp_path: Path) -> None:
+    a = make_fake_run(tmp_path / "x", "budget <a>", models=False, n_distilled=0,
+                      stages=("supernet", "baselines", "search"))
+    b = make_fake_run(tmp_path / "y", "optuna & tpe", engine="optuna-tpe", seed=1,
+                      models=False, stages=("supernet", "search"))
+    out, page = write_compare([a, b], tmp_path / "cmp.html")
+    text = out.read_text()
+    assert page.problems == [] and page.n_figures == len(ACCURACY) + 1
+    assert html.escape("budget <a>") in text and "budget <a>" not in text
+    assert html.escape("optuna & tpe") in text
+    assert "not comparable" in text  # the two runs normalise their hypervolume differently
+    with pytest.raises(SalnasError, match="two or more"):
+        write_compare([a], tmp_path / "one.html")
+
+
+def test_cli_report_and_compare(tmp_path: Path) -> None:
+    a = make_fake_run(tmp_path, "a", stages=("supernet", "search"))
+    b = make_fake_run(tmp_path, "b", seed=3, stages=("supernet", "search"))
+    result = runner.invoke(app, ["report", str(a), "--out", str(tmp_path / "r.html"),
+                                 "--gallery", "0"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and (tmp_path / "r.html").is_file()
+    assert 'id="gallery"' not in (tmp_path / "r.html").read_text()
+    result = runner.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "c.html")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["report", str(tmp_path / "missing")])
+    assert isinstance(result.exception, SalnasError)
+    for command in ("report", "compare"):
+        assert runner.invoke(app, [command, "--help"]).exit_code == 0
+
+
+def test_report_moves_with_its_run_directory(report, tmp_path: Path) -> None:
+    """Relative links keep working when the run directory moves (report inside it)."""
+    path, _, _ = report
+    moved = tmp_path / "moved"
+    shutil.copytree(path.parent, moved)
+    text = (moved / "report.html").read_text()
+    for h in re.findall(r'<a href="([^"]+model\.pt)"', text):
+        assert (moved / urllib.parse.unquote(html.unescape(h))).is_file()
+
+
+def test_loader_reads_what_the_stage_writers_write(tmp_path: Path) -> None:
+    """Files written by the stages' own writers (not the fixture's) load with the right types;
+    the supernet's files may also sit in RUN_DIR/supernet/."""
+    archive_mod = pytest.importorskip("search.archive")
+    run_dir = make_fake_run(tmp_path, models=False, stages=("supernet",))
+    (run_dir / "supernet").mkdir()
+    for name in ("train_log.csv", "run.json", "split.json"):
+        (run_dir / name).rename(run_dir / "supernet" / name)
+    archive = archive_mod.Archive(run_dir / "search")
+    base = {c: None for c in archive_mod.COLUMNS}
+    archive.add({**base, "id": "1234e56789", "genome": '{"resolution": [64, 96]}', "CC": 0.5,
+                 "KLD": 1.0, "NSS": 1.5, "SIM": 0.4, "AUC_Judd": 0.8, "params": 10,
+                 "flops": 1000, "feasible": True, "scored": True, "engine": "random",
+                 "generation": 0})
+    archive.add({**base, "id": "00000000a1", "genome": '{"resolution": [96, 128]}',
+                 "params": 20, "flops": 5000, "feasible": False, "scored": False,
+                 "engine": "random", "generation": 1})
+    run = load_run(run_dir)
+    assert not run.train_log.empty and "supernet" in run.provenance
+    a = run.archive
+    assert a[ARCHIVE.id].to_list() == ["1234e56789", "00000000a1"]  # text, not 1.234e+61
+    assert a[ARCHIVE.feasible].to_list() == [True, False]
+    assert a["CC"].iloc[0] == 0.5 and np.isnan(a["CC"].iloc[1])
+    assert run.genes["resolution"].to_list() == [64.0, 96.0]
