@@ -30,6 +30,7 @@ out = Console()
 err = Console(stderr=True)
 
 SPLIT_CHOICES = ("all", "train", "val", "test")
+BASELINE_MODELS = ("centre_bias", "inter_observer", "generating_map")
 SpecArg = Annotated[
     str,
     typer.Option(
@@ -193,51 +194,33 @@ def baselines(
 ) -> None:
     """Centre bias (floor) and split-half inter-observer consistency (ceiling) on the test split."""
     from salnas.datasets import open_source
-    from salnas.evaluation import (
-        centre_bias_map,
-        load_targets,
-        score_maps,
-        split_half_predictions,
-        summarise,
-    )
+    from salnas.evaluation import compute_baselines
     from salnas.io import provenance, write_json_atomic
 
     source = open_source(data)
     test, train = _stems_for(source, "test", split_file, split_seed)
-    targets = load_targets(source, test, sigma_px)
-    bias = centre_bias_map(source, train, sigma_px)
-    results: dict[str, dict[str, float]] = {
-        "centre_bias": summarise(score_maps([bias] * len(targets), targets, bias, seed=seed)),
-    }
-    if hasattr(source, "generating_map"):  # synthetic data: the map fixations were drawn from
-        truth = [source.generating_map(t.stem) for t in targets]
-        results["generating_map"] = summarise(score_maps(truth, targets, bias, seed=seed))
-    halves = split_half_predictions(targets, source, sigma_px, seed=seed)
-    if halves is None:
+    report = compute_baselines(source, train, test, sigma_px, seed)
+    if "inter_observer" not in report:
         err.print("inter-observer consistency skipped: this dataset records no observer ids")
-    else:
-        results["inter_observer"] = summarise(score_maps(halves[0], halves[1], bias, seed=seed))
-    write_json_atomic(
-        json_out,
-        {
-            **results,
-            "data": source.spec,
-            "split": "test",
-            "n_images": len(test),
-            "n_train": len(train),
-            "notes": {
-                "centre_bias": "mean training ground-truth density, scored on the test split",
-                "inter_observer": (
-                    "half the observers' density predicts the other half, both ways, averaged; "
-                    "KLD and IG of this ceiling suffer from the sparse halves"
-                ),
-                "generating_map": "synthetic only: the map the fixations were sampled from",
-            },
-            "provenance": provenance(sigma_px=sigma_px, seed=seed, split_seed=split_seed),
-        },
-    )
+    report["provenance"] = provenance(sigma_px=sigma_px, seed=seed, split_seed=split_seed)
+    write_json_atomic(json_out, report)
+    results = {k: report[k] for k in BASELINE_MODELS if k in report}
     out.print(_metrics_table(f"baselines on {source.spec} (test, {len(test)} images)", results))
     out.print(f"wrote {json_out}")
+
+
+@app.command("run")
+def run(
+    config: Annotated[Path, typer.Option("--config", help="YAML config of the whole run")],
+    out_dir: Annotated[Path, typer.Option("--out", help="run directory (rerun to resume)")],
+) -> None:
+    """Every stage end to end: supernet, baselines, search, Self-KD, report (resumable)."""
+    from salnas.config import load_config
+    from salnas.pipeline import run_pipeline
+
+    stages = run_pipeline(load_config(config), out_dir, log=lambda m: out.print(m, markup=False))
+    total = sum(s.get("wall_s", 0.0) for s in stages.values())
+    out.print(f"run finished: {out_dir / 'report.html'} (stages {total:.0f} s in all)")
 
 
 @config_app.command("show")
@@ -254,11 +237,19 @@ def config_show(
 
 def _register_stages() -> None:
     """Stage packages add their commands here (the CLI is the one place that composes them)."""
+    from analysis.cli import compare_cmd, report_cmd
+    from distill.cli import distill_cmd, predict_cmd
+    from search.cli import search_cmd
+    from search.latency_cli import app as latency_app
     from supernet.cli import app as supernet_app
-    from supernet.cli import predict_cmd
 
     app.add_typer(supernet_app, name="supernet")
+    app.command("search")(search_cmd)
+    app.add_typer(latency_app, name="latency")
+    app.command("distill")(distill_cmd)
     app.command("predict")(predict_cmd)
+    app.command("report")(report_cmd)
+    app.command("compare")(compare_cmd)
 
 
 _register_stages()

@@ -80,12 +80,156 @@ class SupernetConfig(Section):
     threads: int | None = Field(None, description="torch CPU threads (None: torch default)")
 
 
+class LatencyConfig(Section):
+    """How ``latency_ms`` is obtained when an objective or a constraint uses it."""
+
+    mode: Literal["measured", "lut"] = Field(
+        "measured", description="measured on this machine, or predicted from a LUT file"
+    )
+    lut: str | None = Field(None, description="lut.json of `salnas latency` (mode: lut)")
+    device: str = Field("cpu", description="device the latency is measured on")
+    threads: int = Field(1, ge=1, description="CPU threads while measuring")
+    warmup: int = Field(3, ge=0)
+    repeats: int = Field(10, ge=1, description="timed batch-1 forwards; the median is kept")
+    record: bool = Field(False, description="record latency even when nothing uses it")
+
+
+class EarlyExitConfig(Section):
+    """EEEA-Net early-exit initial population: only genomes under these costs (no scoring)."""
+
+    max_params: float | None = Field(None, gt=0, description="parameter threshold")
+    max_flops: float | None = Field(None, gt=0, description="FLOP (multiply-add) threshold")
+    max_draws: int = Field(2_000, ge=1, description="random draws before giving up")
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_params is not None or self.max_flops is not None
+
+
+class SearchConfig(Section):
+    """Multi-objective architecture search on the trained supernet (``salnas search``)."""
+
+    engine: Literal["nsga2", "optuna-nsga2", "optuna-tpe", "random"] = "nsga2"
+    objectives: list[str] = Field(
+        default_factory=lambda: ["CC", "flops"],
+        description="maximise CC/NSS/SIM/AUC_Judd, minimise KLD/flops/params/latency_ms",
+    )
+    constraints: dict[str, float] = Field(
+        default_factory=dict, description="budgets: latency_ms, flops, params (value <= budget)"
+    )
+    population: int = Field(20, ge=2, description="population (and Optuna generation) size")
+    generations: int = Field(10, ge=1, description="NSGA-II generations, initial one included")
+    trials: int | None = Field(
+        None, ge=1, description="Optuna/random evaluations (default population x generations)"
+    )
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    # Small integer ranges (2-4 choices) need wide steps to survive rounding: eta 3 as in pymoo's
+    # discrete-variable example, not the continuous defaults (15, 20).
+    crossover_eta: float = Field(3.0, gt=0, description="SBX distribution index")
+    mutation_eta: float = Field(3.0, gt=0, description="polynomial-mutation distribution index")
+    early_exit: EarlyExitConfig = EarlyExitConfig()
+    val_images: int | None = Field(
+        32, ge=1, description="fixed validation subset: the first N val images (None: all)"
+    )
+    bn_batches: int | None = Field(
+        None, ge=1, description="BN recalibration batches (default supernet.bn_recalib_batches)"
+    )
+    batch_size: int | None = Field(None, ge=2, description="default supernet.batch_size")
+    latency: LatencyConfig = LatencyConfig()
+    hv_bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="override the hypervolume normalisation bounds"
+    )
+    storage: str | None = Field(
+        None, description="Optuna storage: sqlite:///..., postgresql://..., or a journal file"
+    )
+    study_name: str = "salnas-search"
+    claim_timeout_s: float = Field(
+        3600.0, gt=0, description="a claim older than this is taken over (dead remote worker)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: default)")
+
+
+class DistillConfig(Section):
+    """Standalone training of the chosen architectures, Self-KD vs baseline (``salnas distill``)."""
+
+    select: str = Field(
+        "all", description="all | crowding:K (K spread along the front) | ids (see `ids`)"
+    )
+    ids: list[str] = Field(default_factory=list, description="genome ids when select is 'ids'")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="stop starting new architectures after this many seconds"
+    )
+    peers: bool = Field(True, description="also train the max subnet and the CSNet-style peer")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    init: Literal["inherited", "imagenet", "scratch"] = Field(
+        "inherited", description="supernet weights | ImageNet encoder only | random"
+    )
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=2, description=">= 2 for BatchNorm")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    encoder_lr_scale: float = Field(
+        1.0, ge=0, description="lr factor of a pretrained/inherited encoder"
+    )
+    weight_decay: float = Field(1e-4, ge=0, description="not applied to BatchNorm and biases")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; null disables")
+    loss: dict[str, float] = Field(default_factory=lambda: {"kld": 1.0, "cc": 1.0, "nss": 0.1})
+    alpha: float = Field(
+        0.5, ge=0, le=1, description="target = alpha * ground truth + (1 - alpha) * teacher"
+    )
+    alpha_schedule: tuple[float, float] | None = Field(
+        None, description="[start, end]: alpha linear from the first to the last epoch"
+    )
+    monitor: Literal["CC", "KLD", "NSS", "SIM", "AUC_Judd"] = Field(
+        "CC", description="val metric of model selection and of the teacher's 'improved'"
+    )
+    kfold: int = Field(
+        0, ge=0, description="K >= 2: teacher epochs chosen by K-fold CV of the train split"
+    )
+    val_images: int | None = Field(None, ge=1, description="validate on the first N val images")
+    bn_recalib_batches: int = Field(8, ge=1, description="BN recalibration of inherited weights")
+    export_onnx: bool = Field(True, description="also write model.onnx (needs onnx installed)")
+    track_energy: bool = Field(True, description="codecarbon offline tracker around training")
+    country_iso_code: str = Field("USA", description="grid carbon intensity (codecarbon)")
+    latency_repeats: int = Field(10, ge=1, description="timed batch-1 CPU forwards (median)")
+    latency_threads: int = Field(1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: default)")
+
+    @field_validator("select")
+    @classmethod
+    def _select(cls, v: str) -> str:
+        kind, _, k = v.partition(":")
+        if v in ("all", "ids") or (kind == "crowding" and k.isdigit() and int(k) >= 1):
+            return v
+        raise ValueError(f"select {v!r} must be 'all', 'crowding:K' (K >= 1) or 'ids'")
+
+    @field_validator("alpha_schedule")
+    @classmethod
+    def _alphas(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not all(0 <= a <= 1 for a in v):
+            raise ValueError(f"alpha_schedule {list(v)}: both values must be in [0, 1]")
+        return v
+
+    @field_validator("kfold")
+    @classmethod
+    def _kfold(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("kfold 1 is not cross-validation; use 0 (off) or K >= 2")
+        return v
+
+
 class Config(Section):
     """A whole run's settings. Sections for later stages join as those stages land."""
 
     seed: int = 0
     data: DataConfig = DataConfig()
     supernet: SupernetConfig = SupernetConfig()
+    search: SearchConfig = SearchConfig()
+    distill: DistillConfig = DistillConfig()
 
 
 def _format_error(err: ValidationError, source: str) -> str:

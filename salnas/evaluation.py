@@ -186,3 +186,46 @@ def evaluate_predictions(
         for t in tqdm(targets, desc="predictions", disable=not progress, leave=False)
     ]
     return score_maps(maps, targets, baseline, seed=seed)
+
+
+def compute_baselines(
+    source: SaliencySource,
+    train: Sequence[str],
+    test: Sequence[str],
+    sigma_px: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, object]:
+    """The floor (centre bias) and ceiling (split-half observers) on ``test``, all metrics.
+
+    On synthetic data the generating map, the true ceiling there, is scored too. Returns
+    the JSON document `salnas baselines` writes.
+    """
+    targets = load_targets(source, test, sigma_px, progress)
+    bias = centre_bias_map(source, train, sigma_px, progress)
+    report: dict[str, object] = {
+        "centre_bias": summarise(score_maps([bias] * len(targets), targets, bias, seed=seed)),
+    }
+    if hasattr(source, "generating_map"):
+        truth = [source.generating_map(t.stem) for t in targets]
+        report["generating_map"] = summarise(score_maps(truth, targets, bias, seed=seed))
+    halves = split_half_predictions(targets, source, sigma_px, seed=seed)
+    if halves is not None:
+        report["inter_observer"] = summarise(score_maps(halves[0], halves[1], bias, seed=seed))
+    report.update(
+        {
+            "data": source.spec,
+            "split": "test",
+            "n_images": len(test),
+            "n_train": len(train),
+            "notes": {
+                "centre_bias": "mean training ground-truth density, scored on the test split",
+                "inter_observer": (
+                    "half the observers' density predicts the other half, both ways, averaged; "
+                    "KLD and IG of this ceiling suffer from the sparse halves"
+                ),
+                "generating_map": "synthetic only: the map the fixations were sampled from",
+            },
+        }
+    )
+    return report

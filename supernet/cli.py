@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from salnas.errors import SalnasError
-
 app = typer.Typer(
     help="Search space, supernet training and subnet extraction.", no_args_is_help=True
 )
@@ -127,42 +125,3 @@ def extract_cmd(
 
 def net_device(net):
     return next(net.parameters()).device
-
-
-def predict_cmd(
-    model_path: Annotated[Path, typer.Argument(help="a model file from `salnas supernet extract`")],
-    data: Annotated[str, typer.Option("--data", help="dataset spec")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for <stem>.png|.npy maps")],
-    split: Annotated[str, typer.Option("--split", help="all, train, val or test")] = "test",
-    split_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--split-file", help="a run's split.json (default: the model's own split settings)"
-        ),
-    ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npy")] = "png",
-) -> None:
-    """Write one saliency map per image, at the image's original size."""
-    from salnas.datasets import load_split, make_split, open_source
-    from supernet.subnet import load_subnet, predict_stems
-
-    net, genome, config, _ = load_subnet(model_path)
-    source = open_source(data)
-    stems = source.stems()
-    if split not in ("all", "train", "val", "test"):
-        raise SalnasError(f"--split must be all, train, val or test, got '{split}'")
-    if split != "all":
-        if split_file is not None:
-            parts = load_split(split_file, stems)
-        else:
-            val, test = source.default_split
-            d = config.data
-            parts = make_split(
-                stems,
-                d.split_seed,
-                val if d.val is None else d.val,
-                test if d.test is None else d.test,
-            )
-        stems = parts[split]
-    written = predict_stems(net, genome, source, stems, out_dir, fmt)
-    out.print(f"wrote {len(written)} maps to {out_dir}")

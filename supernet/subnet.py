@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,10 @@ def predict_image(
     device: torch.device = torch.device("cpu"),
 ) -> np.ndarray:
     """Saliency density of one uint8 RGB image, at the image's original size."""
-    x = torch.from_numpy(np.array(resize_image(image, resolution))).permute(2, 0, 1)[None].float() / 255.0
+    x = (
+        torch.from_numpy(np.array(resize_image(image, resolution))).permute(2, 0, 1)[None].float()
+        / 255.0
+    )
     logits = model(x.to(device))
     density = logits_to_density(logits)[None]
     out = F.interpolate(density, size=image.shape[:2], mode="bilinear", align_corners=False)
@@ -131,14 +135,15 @@ def predict_image(
 
 
 def predict_stems(
-    model: nn.Module,
-    genome: Genome,
+    model: Callable[[torch.Tensor], torch.Tensor],
+    resolution: tuple[int, int],
     source: SaliencySource,
     stems: list[str],
     out_dir: Path,
     fmt: str = "png",
     progress: bool = True,
 ) -> list[Path]:
+    """Write ``out_dir/<stem>.<fmt>`` for every stem, at each image's original size."""
     from tqdm.auto import tqdm
 
     from salnas.predictions import write_prediction
@@ -148,7 +153,7 @@ def predict_stems(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for stem in tqdm(stems, desc="predicting", disable=not progress):
-        saliency = predict_image(model, source.load_image(stem), genome.resolution)
+        saliency = predict_image(model, source.load_image(stem), resolution)
         path = out_dir / f"{stem}.{fmt}"
         write_prediction(path, saliency)
         written.append(path)

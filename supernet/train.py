@@ -221,15 +221,20 @@ def calibrated_subnet(
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, genome: Genome, data: SaliencyDataset, batch_size: int, device: torch.device
+    model: nn.Module,
+    resolution: Sequence[int],
+    data: SaliencyDataset,
+    batch_size: int,
+    device: torch.device,
 ) -> dict[str, float]:
-    """Mean val metrics at the data resolution (model in eval mode, BN as it stands)."""
+    """Mean val metrics at the data resolution of ``model`` run at ``resolution`` (eval mode,
+    BN statistics as they stand)."""
     model.eval()
     sums: dict[str, float] = dict.fromkeys(VAL_METRICS, 0.0)
     n = 0
     generator = torch.Generator().manual_seed(0)
     for batch in _batches(data, batch_size, 0, 0, Dist(), shuffle=False, drop_last=False):
-        logits = forward_at(model, batch["image"].to(device), genome.resolution)
+        logits = forward_at(model, batch["image"].to(device), resolution)
         pred = logits_to_density(logits).cpu()
         scores = metrics.compute_metrics(
             pred,
@@ -546,7 +551,9 @@ def train_supernet(
                     config.seed,
                     device,
                 )
-                for k, v in validate(net, genome, data.val, cfg.batch_size, device).items():
+                for k, v in validate(
+                    net, genome.resolution, data.val, cfg.batch_size, device
+                ).items():
                     row[f"val_{tag}_{k}"] = v
             history.append({k: float(v) for k, v in row.items()})  # plain floats: weights_only
             save_checkpoint(

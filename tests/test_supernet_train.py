@@ -19,7 +19,12 @@ from salnas.config import config_from_dict
 from salnas.errors import SalnasError
 from supernet.space import SearchSpace
 from supernet.train import (
-    PROGRESSIVE_PHASES, load_checkpoint, lr_factor, sample_subnets, temperature_at, train_supernet,
+    PROGRESSIVE_PHASES,
+    load_checkpoint,
+    lr_factor,
+    sample_subnets,
+    temperature_at,
+    train_supernet,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,8 +74,12 @@ def test_run_directory_contract(trained):
 def test_resume_after_a_kill_mid_epoch_equals_an_uninterrupted_run(trained, tmp_path):
     steps_per_epoch = 16 // 4  # 24 images - 4 val - 4 test, batch 4
     with pytest.raises(KeyboardInterrupt):
-        train_supernet(tiny_config(), tmp_path, progress=False, stop_after_steps=steps_per_epoch + 2)
-    assert load_checkpoint(tmp_path / "supernet.pt")["epoch"] == 1  # epoch 2 was lost, not corrupted
+        train_supernet(
+            tiny_config(), tmp_path, progress=False, stop_after_steps=steps_per_epoch + 2
+        )
+    assert (
+        load_checkpoint(tmp_path / "supernet.pt")["epoch"] == 1
+    )  # epoch 2 was lost, not corrupted
     train_supernet(tiny_config(), tmp_path, resume=True, progress=False)
     a = load_checkpoint(trained / "supernet.pt")
     b = load_checkpoint(tmp_path / "supernet.pt")
@@ -119,20 +128,44 @@ def test_extract_verify_predict_evaluate(trained, tmp_path):
     ckpt = str(trained / "supernet.pt")
     for genome in ("max", "min", "random:1", "random:2"):
         out = tmp_path / f"{genome.replace(':', '')}.pt"
-        result = runner.invoke(app, ["supernet", "extract", ckpt, "--genome", genome, "--out",
-                                     str(out), "--verify"])
+        result = runner.invoke(
+            app, ["supernet", "extract", ckpt, "--genome", genome, "--out", str(out), "--verify"]
+        )
         assert result.exit_code == 0, result.output
         assert "relative difference" in result.output and out.is_file()
     preds = tmp_path / "pred"
-    result = runner.invoke(app, ["predict", str(tmp_path / "max.pt"), "--data", "synthetic:24",
-                                 "--out", str(preds), "--format", "npy"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "max.pt"),
+            "--data",
+            "synthetic:24",
+            "--out",
+            str(preds),
+            "--format",
+            "npy",
+        ],
+    )
     assert result.exit_code == 0, result.output
     test = json.loads((trained / "split.json").read_text())["test"]
     assert sorted(p.stem for p in preds.iterdir()) == sorted(test)
     assert np.load(preds / f"{test[0]}.npy").shape == (240, 320)  # the original size
     scores = tmp_path / "s.json"
-    result = runner.invoke(app, ["evaluate", "--data", "synthetic:24", "--predictions", str(preds),
-                                 "--json", str(scores), "--split-file", str(trained / "split.json")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            "synthetic:24",
+            "--predictions",
+            str(preds),
+            "--json",
+            str(scores),
+            "--split-file",
+            str(trained / "split.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert -1 <= json.loads(scores.read_text())["CC"] <= 1
 
@@ -140,8 +173,18 @@ def test_extract_verify_predict_evaluate(trained, tmp_path):
 def test_extract_rejects_a_bad_genome(trained, tmp_path):
     bad = tmp_path / "g.json"
     bad.write_text('{"resolution": [1, 1]}')
-    result = runner.invoke(app, ["supernet", "extract", str(trained / "supernet.pt"), "--genome",
-                                 str(bad), "--out", str(tmp_path / "m.pt")])
+    result = runner.invoke(
+        app,
+        [
+            "supernet",
+            "extract",
+            str(trained / "supernet.pt"),
+            "--genome",
+            str(bad),
+            "--out",
+            str(tmp_path / "m.pt"),
+        ],
+    )
     assert result.exit_code != 0 and "not a valid genome" in str(result.exception)
 
 
@@ -154,10 +197,28 @@ def test_two_cpu_processes_with_torchrun(tmp_path):
     cfg.write_text(yaml.safe_dump(data))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-         str(29500 + os.getpid() % 1000), "-m", "salnas.cli", "supernet", "train", "--config",
-         str(cfg), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, timeout=600, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(29500 + os.getpid() % 1000),
+            "-m",
+            "salnas.cli",
+            "supernet",
+            "train",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "run" / "supernet.pt")

@@ -1,0 +1,65 @@
+"""`salnas run`: every stage end to end on a tiny config, and a rerun that skips them all."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from salnas.cli import app
+
+TINY_RUN = {
+    "seed": 1,
+    "data": {"spec": "synthetic:24", "resolution": [64, 96], "val": 4, "test": 4},
+    "supernet": {
+        "space": {
+            "resolutions": [[32, 64], [64, 96]],
+            "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]],
+        },
+        "pretrained": False,
+        "epochs": 1,
+        "batch_size": 4,
+        "n_random": 1,
+        "bn_recalib_batches": 1,
+        "threads": 1,
+    },
+    "search": {"objectives": ["CC", "flops"], "population": 4, "generations": 2,
+               "val_images": 4, "threads": 1},
+    "distill": {"select": "crowding:1", "epochs": 1, "batch_size": 4, "peers": False,
+                "bn_recalib_batches": 1, "latency_repeats": 2, "threads": 1},
+}
+
+
+@pytest.mark.slow
+def test_run_all_stages_then_resume_skips_them(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_RUN))
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--config", str(config), "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for path in ("supernet/supernet.pt", "supernet/split.json", "baselines.json",
+                 "search/archive.csv", "search/pareto.csv", "distill/results.csv", "report.html",
+                 "run.json", "config.yaml"):
+        assert (run_dir / path).is_file(), path
+    stages = json.loads((run_dir / "run.json").read_text())["stages"]
+    assert [s for s, v in stages.items() if v["status"] == "done"] == [
+        "supernet", "baselines", "search", "distill", "report"]
+    results = pd.read_csv(run_dir / "distill" / "results.csv")
+    assert sorted(results["arm"]) == ["baseline", "selfkd"]  # one architecture, both arms
+    assert results["test_CC"].between(-1, 1).all()
+    html = (run_dir / "report.html").read_text()
+    assert "Pareto" in html and "plotly" in html.lower()
+
+    again = runner.invoke(app, ["run", "--config", str(config), "--out", str(run_dir)])
+    assert again.exit_code == 0, again.output
+    for stage in ("supernet", "baselines", "search", "distill"):
+        assert f"[{stage}] done earlier" in again.output, stage
+
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**TINY_RUN, "seed": 2}))
+    refused = runner.invoke(app, ["run", "--config", str(other), "--out", str(run_dir)])
+    assert refused.exit_code != 0 and "another config" in str(refused.exception)
