@@ -13,7 +13,18 @@ from salnas.datasets.prepare import (
 from salnas.datasets.split import load_split, make_split, save_split
 
 __all__ = [
-    "CheckReport", "PreparedDataset", "ProblemError", "SaliencyDataset", "SaliencySource",
-    "check_source", "ground_truth", "load_split", "make_split", "open_source", "prepare",
-    "registered_kinds", "resolve_sigma", "save_split",
+    "CheckReport",
+    "PreparedDataset",
+    "ProblemError",
+    "SaliencyDataset",
+    "SaliencySource",
+    "check_source",
+    "ground_truth",
+    "load_split",
+    "make_split",
+    "open_source",
+    "prepare",
+    "registered_kinds",
+    "resolve_sigma",
+    "save_split",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
@@ -97,6 +98,70 @@ class SaliencySource(ABC):
 
     def describe(self) -> str:
         return self.spec
+
+
+Scan = tuple[dict[str, Path], dict[str, Path], dict[str, Path], list[str]]
+
+
+class FileLayoutSource(SaliencySource):
+    """A layout with one image file, one fixation file and optionally one map per stem.
+
+    Subclasses implement :meth:`scan` (stem -> image, fixation file, map; plus problems
+    seen while listing), :meth:`read_fixations`, and the two messages that name a file
+    without its partner; everything else is shared.
+    """
+
+    #: where the layout keeps its maps, for the all-or-none maps message
+    maps_where: ClassVar[str] = "maps/"
+
+    @abstractmethod
+    def scan(self) -> Scan:
+        """(images, fixation files, maps, problems) found on disk."""
+
+    @abstractmethod
+    def read_fixations(self, path: Path, stem: str) -> Fixations:
+        """Parse one fixation file (raise ProblemError naming it)."""
+
+    @abstractmethod
+    def no_fixations(self, stem: str, image: Path) -> str:
+        """Problem message for an image without fixation file."""
+
+    @abstractmethod
+    def no_image(self, stem: str, fixations: Path) -> str:
+        """Problem message for a fixation file without image."""
+
+    @cached_property
+    def _scan(self) -> Scan:
+        return self.scan()
+
+    def stems(self) -> list[str]:
+        images, fixations, _, _ = self._scan
+        return sorted(set(images) & set(fixations))
+
+    def load_image(self, stem: str) -> np.ndarray:
+        return read_rgb(self._scan[0][stem])
+
+    def image_size(self, stem: str) -> tuple[int, int]:
+        return header_size(self._scan[0][stem])
+
+    def load_fixations(self, stem: str) -> Fixations:
+        return self.read_fixations(self._scan[1][stem], stem)
+
+    def map_path(self, stem: str) -> Path | None:
+        return self._scan[2].get(stem)
+
+    def load_map(self, stem: str) -> np.ndarray | None:
+        path = self.map_path(stem)
+        return None if path is None else read_gray(path)
+
+    def structural_problems(self) -> list[str]:
+        images, fixations, maps, problems = self._scan
+        return [
+            *problems,
+            *(self.no_fixations(s, p) for s, p in images.items() if s not in fixations),
+            *(self.no_image(s, p) for s, p in fixations.items() if s not in images),
+            *map_problems(images, maps, self.maps_where, self.stems()),
+        ]
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -25,20 +25,16 @@ map without image or an image without map (once any map exists), an unreadable
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from salnas.datasets.base import (
     IMAGE_SUFFIXES,
+    FileLayoutSource,
     ProblemError,
-    SaliencySource,
-    header_size,
-    map_problems,
-    read_gray,
+    Scan,
     read_mat,
-    read_rgb,
     register,
     scan_files,
 )
@@ -79,7 +75,7 @@ def read_fixation_locations(path: Path, size: tuple[int, int]) -> Fixations:
 
 
 @register
-class Cat2000Source(SaliencySource):
+class Cat2000Source(FileLayoutSource):
     """CAT2000 train (Borji & Itti 2015): 2000 images, ~18 observers each (ids not shipped)."""
 
     kind = "cat2000"
@@ -88,8 +84,7 @@ class Cat2000Source(SaliencySource):
         "no observer ids (all subject 0), one point per fixated pixel"
     )
 
-    @cached_property
-    def _scan(self) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path], list[str]]:
+    def scan(self) -> Scan:
         assert self.root is not None
         stimuli = self.root / "Stimuli"
         for folder in (stimuli, self.root / "FIXATIONLOCS"):
@@ -123,39 +118,15 @@ class Cat2000Source(SaliencySource):
         images, locs, maps = found
         return images, locs, maps, problems
 
-    def stems(self) -> list[str]:
-        images, locs, _, _ = self._scan
-        return sorted(set(images) & set(locs))
+    maps_where = "FIXATIONMAPS/"
 
-    def load_image(self, stem: str) -> np.ndarray:
-        return read_rgb(self._scan[0][stem])
+    def read_fixations(self, path: Path, stem: str) -> Fixations:
+        return read_fixation_locations(path, self.image_size(stem))
 
-    def image_size(self, stem: str) -> tuple[int, int]:
-        return header_size(self._scan[0][stem])
+    def no_fixations(self, stem: str, image: Path) -> str:
+        where = f"FIXATIONLOCS/{image.parent.name}/{image.stem}.mat"
+        return f"{image}: image has no fixation locations {where}"
 
-    def load_fixations(self, stem: str) -> Fixations:
-        return read_fixation_locations(self._scan[1][stem], self.image_size(stem))
-
-    def map_path(self, stem: str) -> Path | None:
-        return self._scan[2].get(stem)
-
-    def load_map(self, stem: str) -> np.ndarray | None:
-        path = self.map_path(stem)
-        return None if path is None else read_gray(path)
-
-    def structural_problems(self) -> list[str]:
-        images, locs, maps, problems = self._scan
-        problems = list(problems)
-        problems += [
-            f"{path}: image has no fixation locations "
-            f"FIXATIONLOCS/{path.parent.name}/{path.stem}.mat"
-            for stem, path in images.items()
-            if stem not in locs
-        ]
-        problems += [
-            f"{path}: fixation locations have no image Stimuli/{path.parent.name}/{path.stem}.jpg"
-            for stem, path in locs.items()
-            if stem not in images
-        ]
-        problems += map_problems(images, maps, "FIXATIONMAPS/", self.stems())
-        return problems
+    def no_image(self, stem: str, fixations: Path) -> str:
+        where = f"Stimuli/{fixations.parent.name}/{fixations.stem}.jpg"
+        return f"{fixations}: fixation locations have no image {where}"

@@ -69,19 +69,15 @@ from __future__ import annotations
 
 import csv
 import math
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from salnas.datasets.base import (
     IMAGE_SUFFIXES,
+    FileLayoutSource,
     ProblemError,
-    SaliencySource,
-    header_size,
-    map_problems,
-    read_gray,
-    read_rgb,
+    Scan,
     register,
     scan_files,
 )
@@ -159,7 +155,7 @@ def _subject_ids(labels: list[str]) -> np.ndarray:
 
 
 @register
-class FolderSource(SaliencySource):
+class FolderSource(FileLayoutSource):
     """``folder:PATH``: images/, fixations/*.csv (0-based x, y, optional subject), maps/."""
 
     kind = "folder"
@@ -169,8 +165,7 @@ class FolderSource(SaliencySource):
         assert self.root is not None
         return self.root / name
 
-    @cached_property
-    def _scan(self) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path], list[str]]:
+    def scan(self) -> Scan:
         for name, what in (("images", "images/<stem>.jpg"), ("fixations", "fixations/<stem>.csv")):
             if not self._dir(name).is_dir():
                 raise DatasetError(
@@ -182,49 +177,13 @@ class FolderSource(SaliencySource):
         maps, p3 = scan_files(self._dir("maps"), IMAGE_SUFFIXES)
         return images, fixations, maps, p1 + p2 + p3
 
-    @property
-    def _images(self) -> dict[str, Path]:
-        return self._scan[0]
+    maps_where = "maps/"
 
-    @property
-    def _fixations(self) -> dict[str, Path]:
-        return self._scan[1]
+    def read_fixations(self, path: Path, stem: str) -> Fixations:
+        return parse_fixation_csv(path)
 
-    @property
-    def _maps(self) -> dict[str, Path]:
-        return self._scan[2]
+    def no_fixations(self, stem: str, image: Path) -> str:
+        return f"{image}: image has no fixation file fixations/{stem}.csv"
 
-    def stems(self) -> list[str]:
-        return sorted(set(self._images) & set(self._fixations))
-
-    def load_image(self, stem: str) -> np.ndarray:
-        return read_rgb(self._images[stem])
-
-    def image_size(self, stem: str) -> tuple[int, int]:
-        return header_size(self._images[stem])
-
-    def load_fixations(self, stem: str) -> Fixations:
-        return parse_fixation_csv(self._fixations[stem])
-
-    def map_path(self, stem: str) -> Path | None:
-        return self._maps.get(stem)
-
-    def load_map(self, stem: str) -> np.ndarray | None:
-        path = self.map_path(stem)
-        return None if path is None else read_gray(path)
-
-    def structural_problems(self) -> list[str]:
-        images, fixations, maps, problems = self._scan
-        problems = list(problems)
-        problems += [
-            f"{path}: image has no fixation file fixations/{stem}.csv"
-            for stem, path in images.items()
-            if stem not in fixations
-        ]
-        problems += [
-            f"{path}: fixation file has no image images/{stem}.jpg|.png"
-            for stem, path in fixations.items()
-            if stem not in images
-        ]
-        problems += map_problems(images, maps, "maps/", needed=self.stems())
-        return problems
+    def no_image(self, stem: str, fixations: Path) -> str:
+        return f"{fixations}: fixation file has no image images/{stem}.jpg|.png"

@@ -24,7 +24,6 @@ exists), two images with one stem, a points image of another size than its image
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +31,9 @@ from PIL import Image, UnidentifiedImageError
 
 from salnas.datasets.base import (
     IMAGE_SUFFIXES,
+    FileLayoutSource,
     ProblemError,
-    SaliencySource,
-    header_size,
-    map_problems,
-    read_gray,
-    read_rgb,
+    Scan,
     register,
     scan_files,
 )
@@ -68,7 +64,7 @@ def read_points_image(path: Path, size: tuple[int, int]) -> Fixations:
 
 
 @register
-class Mit1003Source(SaliencySource):
+class Mit1003Source(FileLayoutSource):
     """MIT1003 (Judd et al. 2009): 1003 images, 15 observers (ids not in this layout)."""
 
     kind = "mit1003"
@@ -77,8 +73,7 @@ class Mit1003Source(SaliencySource):
         "no observer ids (all subject 0), one point per fixated pixel"
     )
 
-    @cached_property
-    def _scan(self) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path], list[str]]:
+    def scan(self) -> Scan:
         assert self.root is not None
         stimuli, maps_dir = self.root / "ALLSTIMULI", self.root / "ALLFIXATIONMAPS"
         for folder in (stimuli, maps_dir):
@@ -92,38 +87,13 @@ class Mit1003Source(SaliencySource):
         maps, p3 = scan_files(maps_dir, IMAGE_SUFFIXES, strip="_fixMap")
         return images, points, maps, p1 + p2 + p3
 
-    def stems(self) -> list[str]:
-        images, points, _, _ = self._scan
-        return sorted(set(images) & set(points))
+    maps_where = "ALLFIXATIONMAPS/ (<stem>_fixMap.jpg)"
 
-    def load_image(self, stem: str) -> np.ndarray:
-        return read_rgb(self._scan[0][stem])
+    def read_fixations(self, path: Path, stem: str) -> Fixations:
+        return read_points_image(path, self.image_size(stem))
 
-    def image_size(self, stem: str) -> tuple[int, int]:
-        return header_size(self._scan[0][stem])
+    def no_fixations(self, stem: str, image: Path) -> str:
+        return f"{image}: image has no fixation points ALLFIXATIONMAPS/{stem}_fixPts.jpg"
 
-    def load_fixations(self, stem: str) -> Fixations:
-        return read_points_image(self._scan[1][stem], self.image_size(stem))
-
-    def map_path(self, stem: str) -> Path | None:
-        return self._scan[2].get(stem)
-
-    def load_map(self, stem: str) -> np.ndarray | None:
-        path = self.map_path(stem)
-        return None if path is None else read_gray(path)
-
-    def structural_problems(self) -> list[str]:
-        images, points, maps, problems = self._scan
-        problems = list(problems)
-        problems += [
-            f"{path}: image has no fixation points ALLFIXATIONMAPS/{stem}_fixPts.jpg"
-            for stem, path in images.items()
-            if stem not in points
-        ]
-        problems += [
-            f"{path}: fixation points have no image ALLSTIMULI/{stem}.jpeg"
-            for stem, path in points.items()
-            if stem not in images
-        ]
-        problems += map_problems(images, maps, "ALLFIXATIONMAPS/ (<stem>_fixMap.jpg)", self.stems())
-        return problems
+    def no_image(self, stem: str, fixations: Path) -> str:
+        return f"{fixations}: fixation points have no image ALLSTIMULI/{stem}.jpeg"

@@ -29,20 +29,16 @@ train/val folders are not used as the split (``make_split`` draws its own).
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from salnas.datasets.base import (
     IMAGE_SUFFIXES,
+    FileLayoutSource,
     ProblemError,
-    SaliencySource,
-    header_size,
-    map_problems,
-    read_gray,
+    Scan,
     read_mat,
-    read_rgb,
     register,
     scan_files,
 )
@@ -98,15 +94,14 @@ def read_salicon_mat(path: Path, stem: str, size: tuple[int, int]) -> Fixations:
 
 
 @register
-class SaliconSource(SaliencySource):
+class SaliconSource(FileLayoutSource):
     """SALICON 2017: 10000 train + 5000 val images with fixations, 640x480."""
 
     kind = "salicon"
     default_sigma_px = 19.0
     coordinate_note = "1-based [x y] in gaze(k).fixations of fixations/<split>/*.mat, made 0-based"
 
-    @cached_property
-    def _scan(self) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path], list[str]]:
+    def scan(self) -> Scan:
         assert self.root is not None
         fix_root = self.root / "fixations"
         if not fix_root.is_dir() or not (self.root / "images").is_dir():
@@ -136,38 +131,13 @@ class SaliconSource(SaliencySource):
                         out[stem] = path
         return images, mats, maps, problems
 
-    def stems(self) -> list[str]:
-        images, mats, _, _ = self._scan
-        return sorted(set(images) & set(mats))
+    maps_where = "maps/<split>/"
 
-    def load_image(self, stem: str) -> np.ndarray:
-        return read_rgb(self._scan[0][stem])
+    def read_fixations(self, path: Path, stem: str) -> Fixations:
+        return read_salicon_mat(path, stem, self.image_size(stem))
 
-    def image_size(self, stem: str) -> tuple[int, int]:
-        return header_size(self._scan[0][stem])
+    def no_fixations(self, stem: str, image: Path) -> str:
+        return f"{image}: image has no fixation file fixations/{image.parent.name}/{stem}.mat"
 
-    def load_fixations(self, stem: str) -> Fixations:
-        return read_salicon_mat(self._scan[1][stem], stem, self.image_size(stem))
-
-    def map_path(self, stem: str) -> Path | None:
-        return self._scan[2].get(stem)
-
-    def load_map(self, stem: str) -> np.ndarray | None:
-        path = self.map_path(stem)
-        return None if path is None else read_gray(path)
-
-    def structural_problems(self) -> list[str]:
-        images, mats, maps, problems = self._scan
-        problems = list(problems)
-        problems += [
-            f"{path}: image has no fixation file fixations/{path.parent.name}/{stem}.mat"
-            for stem, path in images.items()
-            if stem not in mats
-        ]
-        problems += [
-            f"{path}: fixation file has no image images/{path.parent.name}/{stem}.jpg"
-            for stem, path in mats.items()
-            if stem not in images
-        ]
-        problems += map_problems(images, maps, "maps/<split>/", self.stems())
-        return problems
+    def no_image(self, stem: str, fixations: Path) -> str:
+        return f"{fixations}: fixation file has no image images/{fixations.parent.name}/{stem}.jpg"
