@@ -37,7 +37,7 @@ def test_weighted_sum_and_gradients():
     loss_fn = SaliencyLoss({"kld": 1.0, "cc": 0.5, "nss": 0.1})
     total, parts = loss_fn(logits, density, fixmap)
     expected = parts["kld"] + 0.5 * parts["cc"] + 0.1 * parts["nss"]
-    assert float(total) == pytest.approx(float(expected))
+    assert float(total.detach()) == pytest.approx(float(expected))
     assert "sim" not in parts
     total.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
@@ -57,12 +57,12 @@ def test_training_on_the_loss_moves_towards_the_target():
     logits = logits.detach().clone().requires_grad_(True)
     loss_fn = SaliencyLoss()
     opt = torch.optim.Adam([logits], lr=0.1)
-    first = float(loss_fn(logits, density, fixmap)[0])
+    first = float(loss_fn(logits, density, fixmap)[0].detach())
     for _ in range(50):
         opt.zero_grad()
         loss_fn(logits, density, fixmap)[0].backward()
         opt.step()
-    assert float(loss_fn(logits, density, fixmap)[0]) < first - 0.5
+    assert float(loss_fn(logits, density, fixmap)[0].detach()) < first - 0.5
 
 
 def test_bad_settings_fail_clearly():
