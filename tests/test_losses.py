@@ -24,7 +24,7 @@ def test_logits_to_density_is_a_spatial_softmax():
 
 def test_terms_are_the_metrics_oriented_for_minimisation():
     logits, density, fixmap = _batch()
-    pred = logits_to_density(logits)
+    pred = logits_to_density(logits).detach()
     terms = {k: float(v.detach()) for k, v in loss_terms(logits, density, fixmap).items()}
     assert terms["kld"] == pytest.approx(float(metrics.kld(pred, density[:, 0]).mean()))
     assert terms["cc"] == pytest.approx(1 - float(metrics.cc(pred, density[:, 0]).mean()))
