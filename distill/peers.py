@@ -34,7 +34,6 @@ reads them beside ``save_subnet``'s files.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from torch import Tensor, nn
 
 from salnas.config import Config
 from salnas.errors import SalnasError
-from salnas.io import atomic_open
+from salnas.io import save_torch_atomic
 
 __all__ = ["PEERS", "PEER_FORMAT", "CSNet", "MultiScaleBlock", "load_peer", "save_peer"]
 
@@ -55,10 +54,13 @@ PEERS = ("max", "csnet")
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def _conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1,
-             relu: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-                               nn.BatchNorm2d(cout)]
+def _conv_bn(
+    cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, relu: bool = True
+) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -68,8 +70,9 @@ def _half(x: Tensor) -> Tensor:
     # Bilinear to half size (= 2x2 average pooling for even sizes; fvcore counts it, 4 per
     # output); never below 1 pixel, so tiny inputs still run.
     h, w = x.shape[-2:]
-    return F.interpolate(x, size=(max(1, h // 2), max(1, w // 2)), mode="bilinear",
-                         align_corners=False)
+    return F.interpolate(
+        x, size=(max(1, h // 2), max(1, w // 2)), mode="bilinear", align_corners=False
+    )
 
 
 class MultiScaleBlock(nn.Module):
@@ -90,8 +93,9 @@ class MultiScaleBlock(nn.Module):
             x = self.down(x)
         y = self.expand(x)
         outs = []
-        for level, (part, branch) in enumerate(zip(y.split(self.split, 1), self.branches,
-                                                   strict=True)):
+        for level, (part, branch) in enumerate(
+            zip(y.split(self.split, 1), self.branches, strict=True)
+        ):
             z = part
             for _ in range(level):
                 z = _half(z)
@@ -106,16 +110,25 @@ class MultiScaleBlock(nn.Module):
 class CSNet(nn.Module):
     """CSNet-style saliency network (~100k parameters): logits (B, 1, H, W) for RGB in [0, 1]."""
 
-    def __init__(self, stages: tuple[tuple[int, int], ...] = ((24, 1), (40, 2), (64, 3), (80, 1)),
-                 stem: int = 16, decoder: int = 32) -> None:
+    def __init__(
+        self,
+        stages: tuple[tuple[int, int], ...] = ((24, 1), (40, 2), (64, 3), (80, 1)),
+        stem: int = 16,
+        decoder: int = 32,
+    ) -> None:
         super().__init__()
         self.config = {"stages": [list(s) for s in stages], "stem": stem, "decoder": decoder}
         self.stem = _conv_bn(3, stem, 3, 2)
         blocks, cin = [], stem
         for cout, repeats in stages:
-            blocks.append(nn.Sequential(*(MultiScaleBlock(cin if j == 0 else cout, cout,
-                                                          2 if j == 0 else 1)
-                                          for j in range(repeats))))
+            blocks.append(
+                nn.Sequential(
+                    *(
+                        MultiScaleBlock(cin if j == 0 else cout, cout, 2 if j == 0 else 1)
+                        for j in range(repeats)
+                    )
+                )
+            )
             cin = cout
         self.stages = nn.ModuleList(blocks)
         self.lateral = nn.ModuleList(_conv_bn(c, decoder, 1) for c, _ in stages)
@@ -139,15 +152,17 @@ class CSNet(nn.Module):
         top = self.lateral[-1](feats[-1])
         for i in range(len(feats) - 2, -1, -1):  # deepest to shallowest
             lat = self.lateral[i](feats[i])
-            top = lat + F.interpolate(top, size=lat.shape[-2:], mode="bilinear",
-                                      align_corners=False)
+            top = lat + F.interpolate(
+                top, size=lat.shape[-2:], mode="bilinear", align_corners=False
+            )
             top = self.fuse[i](top)
         logits = self.readout(top)
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-def save_peer(path: Path, model: CSNet, resolution: tuple[int, int], config: Config,
-              **meta: Any) -> None:
+def save_peer(
+    path: Path, model: CSNet, resolution: tuple[int, int], config: Config, **meta: Any
+) -> None:
     """Write a peer model file (atomic): name, constructor arguments, weights, resolution."""
     payload = {
         "format": PEER_FORMAT,
@@ -158,10 +173,7 @@ def save_peer(path: Path, model: CSNet, resolution: tuple[int, int], config: Con
         "state_dict": model.state_dict(),
         "meta": json.dumps(meta, default=str),
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    with atomic_open(path, "wb") as fh:
-        fh.write(buf.getvalue())
+    save_torch_atomic(path, payload)
 
 
 def load_peer(payload: dict[str, Any], path: Path) -> tuple[CSNet, tuple[int, int]]:

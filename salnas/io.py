@@ -62,6 +62,18 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     )
 
 
+def save_torch_atomic(path: str | os.PathLike[str], payload: Any) -> None:
+    """``torch.save`` that never leaves a half-written file (serialise, then rename)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    with atomic_open(path, "wb") as fh:
+        fh.write(buf.getvalue())
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy / torch scalars
         return obj.item()

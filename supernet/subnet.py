@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from salnas.config import Config, config_from_dict
 from salnas.datasets import SaliencySource
 from salnas.datasets.prepare import resize_image
 from salnas.errors import SalnasError
-from salnas.io import atomic_open
+from salnas.io import save_torch_atomic
 from salnas.losses import logits_to_density
 from supernet.model import SalNet, Supernet
 from supernet.space import Genome, GenomeError, SearchSpace
@@ -91,10 +90,7 @@ def save_subnet(path: Path, subnet: SalNet, genome: Genome, config: Config, **me
         "state_dict": subnet.state_dict(),
         "meta": json.dumps(meta, default=str),
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    with atomic_open(path, "wb") as fh:
-        fh.write(buf.getvalue())
+    save_torch_atomic(path, payload)
 
 
 def load_subnet(path: Path) -> tuple[SalNet, Genome, Config, dict[str, Any]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import math
 import os
 import time
@@ -45,7 +44,13 @@ from salnas.datasets import (
     save_split,
 )
 from salnas.errors import ConfigError, SalnasError
-from salnas.io import atomic_open, provenance, write_json_atomic, write_text_atomic
+from salnas.io import (
+    atomic_open,
+    provenance,
+    save_torch_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from salnas.losses import SaliencyLoss, logits_to_density
 from supernet.bn import recalibrate_bn
 from supernet.model import Supernet
@@ -336,10 +341,8 @@ def resolve_device(name: str) -> torch.device:
 
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    with atomic_open(path, "wb") as fh:
-        fh.write(buf.getvalue())
+    """Write a supernet checkpoint atomically (the counterpart of :func:`load_checkpoint`)."""
+    save_torch_atomic(path, payload)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""The plain reference of the supernet's accuracy goal, trained and scored side by side.
+
+EfficientNet-Lite0 (ImageNet weights) with a small FPN-like decoder (every skip on, the
+narrowest widths, depthwise-separable 3x3 convolutions), fine-tuned as one ordinary network
+(no supernet, no distillation) on the same split, then scored on the test split at the
+original image size with the MIT protocol. Prints JSON.
+
+    python benchmarks/plain_reference.py --config configs/osie.yaml --run runs/osie
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+# benchmarks/distill.py and benchmarks/supernet.py shadow the packages of the same names.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from distill.trainer import train_standalone  # noqa: E402
+from salnas.config import DistillConfig, load_config  # noqa: E402
+from salnas.datasets import open_source  # noqa: E402
+from salnas.evaluation import centre_bias_map, load_targets, score_maps, summarise  # noqa: E402
+from supernet.costs import count_params_flops  # noqa: E402
+from supernet.model import Supernet  # noqa: E402
+from supernet.space import SearchSpace  # noqa: E402
+from supernet.subnet import predict_image  # noqa: E402
+from supernet.train import load_training_data  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/osie.yaml"))
+    parser.add_argument("--run", type=Path, default=Path("runs/osie"),
+                        help="a supernet run directory whose split.json is reused")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    resolution = tuple(config.data.resolution)
+    space = SearchSpace({**config.supernet.space, "resolutions": [list(resolution)]})
+    levels = len(space.decoder_widths)
+    genome = dataclasses.replace(
+        space.lite0_genome(), resolution=resolution, skips=(True,) * levels,
+        ops=("dwsep3x3",) * levels, widths=tuple(min(w) for w in space.decoder_widths),
+        centre_bias=False,
+    )
+    model = Supernet(space, pretrained=True).extract(genome)
+    params, flops = count_params_flops(model, resolution)
+    data = load_training_data(config, args.run, progress=False)
+    cfg = DistillConfig(epochs=args.epochs, batch_size=config.supernet.batch_size,
+                        lr=config.supernet.lr, encoder_lr_scale=config.supernet.encoder_lr_scale)
+    start = time.perf_counter()
+    result = train_standalone(model, resolution, data, cfg, seed=config.seed, kd=False,
+                              pretrained=True, desc="plain reference")
+    train_s = time.perf_counter() - start
+    source = open_source(config.data.spec)
+    targets = load_targets(source, data.split["test"], config.data.sigma_px, progress=False)
+    bias = centre_bias_map(source, data.split["train"], config.data.sigma_px, progress=False)
+    maps = [predict_image(result.model, source.load_image(t.stem), resolution) for t in targets]
+    print(json.dumps({
+        "model": "EfficientNet-Lite0 (ImageNet) + small FPN-like decoder, plain fine-tuning",
+        "genome_id": genome.id, "params": params, "flops": flops, "resolution": list(resolution),
+        "epochs": args.epochs, "best_epoch": result.best_epoch, "train_seconds": train_s,
+        "threads": args.threads, "test": summarise(score_maps(maps, targets, bias)),
+        "n_test": len(targets),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
