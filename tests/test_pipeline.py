@@ -7,25 +7,15 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from test_supernet_train import TINY  # the tiny space every end-to-end test shares
 from typer.testing import CliRunner
 
 from salnas.cli import app
 
 TINY_RUN = {
+    **TINY,
     "seed": 1,
-    "data": {"spec": "synthetic:24", "resolution": [64, 96], "val": 4, "test": 4},
-    "supernet": {
-        "space": {
-            "resolutions": [[32, 64], [64, 96]],
-            "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]],
-        },
-        "pretrained": False,
-        "epochs": 1,
-        "batch_size": 4,
-        "n_random": 1,
-        "bn_recalib_batches": 1,
-        "threads": 1,
-    },
+    "supernet": {**TINY["supernet"], "epochs": 1, "bn_recalib_batches": 1, "threads": 1},
     "search": {"objectives": ["CC", "flops"], "population": 4, "generations": 2,
                "val_images": 4, "threads": 1},
     "distill": {"select": "crowding:1", "epochs": 1, "batch_size": 4, "peers": False,
