@@ -10,8 +10,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from salnas.errors import SalnasError
-
 __all__ = ["distill_cmd"]
 
 out = Console()
@@ -143,23 +141,21 @@ def predict_cmd(
 ) -> None:
     """Write one saliency map per image, at the image's original size."""
     from distill.export import load_any_model, model_data_settings
-    from salnas.datasets import load_split, make_split, open_source
+    from salnas.datasets import open_source, resolve_split, split_stems
     from supernet.subnet import predict_stems
 
-    if split not in ("all", "train", "val", "test"):
-        raise SalnasError(f"--split must be all, train, val or test, got '{split}'")
     model, resolution = load_any_model(model_path)
     source = open_source(data)
     stems = source.stems()
-    if split != "all":
-        if split_file is not None:
-            parts = load_split(split_file, stems)
-        else:
-            settings = model_data_settings(model_path) or {}
-            val, test = source.default_split
-            val = val if settings.get("val") is None else settings["val"]
-            test = test if settings.get("test") is None else settings["test"]
-            parts = make_split(stems, int(settings.get("split_seed", 0)), val, test)
-        stems = parts[split]
+    settings = {} if split_file is not None else (model_data_settings(model_path) or {})
+    parts = resolve_split(
+        stems,
+        source.default_split,
+        split_file,
+        int(settings.get("split_seed", 0)),
+        settings.get("val"),
+        settings.get("test"),
+    )
+    stems = split_stems(parts, stems, split)
     written = predict_stems(model, resolution, source, stems, out_dir, fmt)
     typer.echo(f"wrote {len(written)} maps to {out_dir}")

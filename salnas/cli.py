@@ -29,7 +29,6 @@ app.add_typer(config_app, name="config")
 out = Console()
 err = Console(stderr=True)
 
-SPLIT_CHOICES = ("all", "train", "val", "test")
 BASELINE_MODELS = ("centre_bias", "inter_observer", "generating_map")
 SpecArg = Annotated[
     str,
@@ -82,15 +81,14 @@ def data_check(
     ] = None,
 ) -> None:
     """Decode every file of a dataset; print what it holds and every problem, naming files."""
-    from salnas.datasets import check_source, make_split, open_source
+    from salnas.datasets import check_source, open_source, resolve_split
     from salnas.io import write_json_atomic
 
     source = open_source(spec)
     report = check_source(source)
     summary = report.summary()
     if report.ok:
-        val, test = source.default_split
-        split = make_split(source.stems(), split_seed, val, test)
+        split = resolve_split(source.stems(), source.default_split, seed=split_seed)
         summary["split sizes (train/val/test)"] = "/".join(
             str(len(split[k])) for k in ("train", "val", "test")
         )
@@ -112,16 +110,11 @@ def _stems_for(
     source, split: str, split_file: Path | None, split_seed: int
 ) -> tuple[list[str], list[str]]:
     """(stems of the requested split, training stems for the centre bias)."""
-    from salnas.datasets import load_split, make_split
+    from salnas.datasets import resolve_split, split_stems
 
-    if split not in SPLIT_CHOICES:
-        raise SalnasError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got '{split}'")
     stems = source.stems()
-    if split_file is not None:
-        parts = load_split(split_file, stems)
-    else:
-        parts = make_split(stems, split_seed, *source.default_split)
-    return (stems if split == "all" else parts[split]), parts["train"]
+    parts = resolve_split(stems, source.default_split, split_file, split_seed)
+    return split_stems(parts, stems, split), parts["train"]
 
 
 @app.command("evaluate")

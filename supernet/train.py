@@ -38,9 +38,9 @@ from salnas.datasets import (
     PreparedDataset,
     SaliencyDataset,
     load_split,
-    make_split,
     open_source,
     prepare,
+    resolve_split,
     save_split,
 )
 from salnas.errors import ConfigError, SalnasError
@@ -116,12 +116,13 @@ def load_training_data(config: Config, out_dir: Path | None, progress: bool = Tr
     if split_path is not None and split_path.is_file():
         split = load_split(split_path, prepared.stems)
     else:
-        val, test = source.default_split
-        split = make_split(
+        split = resolve_split(
             prepared.stems,
+            source.default_split,
+            None,
             config.data.split_seed,
-            val if config.data.val is None else config.data.val,
-            test if config.data.test is None else config.data.test,
+            config.data.val,
+            config.data.test,
         )
         if split_path is not None:
             save_split(

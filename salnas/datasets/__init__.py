@@ -10,9 +10,17 @@ from salnas.datasets.prepare import (
     prepare,
     resolve_sigma,
 )
-from salnas.datasets.split import load_split, make_split, save_split
+from salnas.datasets.split import (
+    SPLIT_CHOICES,
+    load_split,
+    make_split,
+    resolve_split,
+    save_split,
+    split_stems,
+)
 
 __all__ = [
+    "SPLIT_CHOICES",
     "CheckReport",
     "PreparedDataset",
     "ProblemError",
@@ -26,5 +34,7 @@ __all__ = [
     "prepare",
     "registered_kinds",
     "resolve_sigma",
+    "resolve_split",
     "save_split",
+    "split_stems",
 ]

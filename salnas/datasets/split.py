@@ -11,6 +11,7 @@ from salnas.errors import DatasetError
 from salnas.io import write_json_atomic
 
 SPLITS = ("train", "val", "test")
+SPLIT_CHOICES = ("all", *SPLITS)
 
 
 def _count(share: float | int, n: int, name: str) -> int:
@@ -64,3 +65,29 @@ def load_split(path: Path, known_stems: list[str]) -> dict[str, list[str]]:
             f"(e.g. {missing[:3]}); the dataset changed since the split was made"
         )
     return split
+
+
+def resolve_split(
+    stems: list[str],
+    default: tuple[float | int, float | int],
+    split_file: Path | None = None,
+    seed: int = 0,
+    val: float | int | None = None,
+    test: float | int | None = None,
+) -> dict[str, list[str]]:
+    """A run's split: read from ``split_file`` when given, else cut with ``seed``.
+
+    ``val``/``test`` of None take the dataset's ``default`` (its ``default_split``).
+    """
+    if split_file is not None:
+        return load_split(split_file, stems)
+    return make_split(
+        stems, seed, default[0] if val is None else val, default[1] if test is None else test
+    )
+
+
+def split_stems(parts: dict[str, list[str]], stems: list[str], name: str) -> list[str]:
+    """The stems of split ``name`` (``all``, ``train``, ``val`` or ``test``)."""
+    if name not in SPLIT_CHOICES:
+        raise DatasetError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, got '{name}'")
+    return list(stems) if name == "all" else parts[name]
