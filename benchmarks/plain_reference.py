@@ -1,11 +1,13 @@
 """The plain reference of the supernet's accuracy goal, trained and scored side by side.
 
 EfficientNet-Lite0 (ImageNet weights) with a small FPN-like decoder (every skip on, the
-narrowest widths, depthwise-separable 3x3 convolutions), fine-tuned as one ordinary network
-(no supernet, no distillation) on the same split, then scored on the test split at the
-original image size with the MIT protocol. Prints JSON.
+narrowest widths, depthwise-separable 3x3 convolutions, the learned centre-bias prior before
+the read-out unless --no-centre-bias), fine-tuned as one ordinary network (no supernet, no
+distillation) with the supernet section's optimiser settings (lr, encoder_lr_scale, batch
+size) on the run's split, then scored on the test split at the original image size with the
+MIT protocol. Prints JSON.
 
-    python benchmarks/plain_reference.py --config configs/osie.yaml --run runs/osie
+    python benchmarks/plain_reference.py --config configs/osie.yaml --run runs/osie/supernet
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from supernet.train import load_training_data  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/osie.yaml"))
-    parser.add_argument("--run", type=Path, default=Path("runs/osie"),
+    parser.add_argument("--run", type=Path, default=Path("runs/osie/supernet"),
                         help="a supernet run directory whose split.json is reused")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-centre-bias", dest="centre_bias", action="store_false",
+                        help="leave out the learned centre-bias prior channels")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -49,7 +53,7 @@ def main() -> None:
     genome = dataclasses.replace(
         space.lite0_genome(), resolution=resolution, skips=(True,) * levels,
         ops=("dwsep3x3",) * levels, widths=tuple(min(w) for w in space.decoder_widths),
-        centre_bias=False,
+        centre_bias=args.centre_bias,
     )
     model = Supernet(space, pretrained=True).extract(genome)
     params, flops = count_params_flops(model, resolution)
@@ -66,6 +70,7 @@ def main() -> None:
     maps = [predict_image(result.model, source.load_image(t.stem), resolution) for t in targets]
     print(json.dumps({
         "model": "EfficientNet-Lite0 (ImageNet) + small FPN-like decoder, plain fine-tuning",
+        "centre_bias_prior": args.centre_bias, "encoder_lr_scale": cfg.encoder_lr_scale,
         "genome_id": genome.id, "params": params, "flops": flops, "resolution": list(resolution),
         "epochs": args.epochs, "best_epoch": result.best_epoch, "train_seconds": train_s,
         "threads": args.threads, "test": summarise(score_maps(maps, targets, bias)),

@@ -6,7 +6,9 @@ hypervolume uses the fixed normalisation of ``salnas search`` (bounds and refere
 printed), so the numbers compare across engines and runs. Prints one JSON object:
 
 * ``hypervolume``: per engine, the final hypervolume per seed, mean, std, and the ratio of
-  means to random search (goal: NSGA-II >= 1.1x random);
+  means to random search (goal: NSGA-II >= 1.1x random); NSGA-II and Optuna start from the
+  anchors (max and min genome, ``search.anchors``), and with ``--anchors both`` (default)
+  each is also run without them (``nsga2-unanchored``...) so their share is visible;
 * ``oracle``: architectures per minute of the fitness oracle, cold (extract, FLOPs, BN
   recalibration, scoring) and cached (answered by the archive);
 * ``latency_predictor``: error of a latency lookup table against measured latencies
@@ -120,6 +122,9 @@ def main() -> None:
     parser.add_argument("--lut-repeats", type=int, default=5)
     parser.add_argument("--lut-validate", type=int, default=10)
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--anchors", choices=("on", "off", "both"), default="both",
+                        help="max/min genomes in the first population of NSGA-II/Optuna; "
+                        "'both' also reports each engine unanchored as ENGINE-unanchored")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="salnas-bench-search-"))
@@ -137,22 +142,30 @@ def main() -> None:
     budget = args.population * args.generations
     runs: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
+    variants = []  # (label, engine, anchors); random search never takes anchors
     for engine in args.engines:
+        if engine != "random" and args.anchors in ("on", "both"):
+            variants.append((engine, engine, True))
+        if engine == "random" or args.anchors in ("off", "both"):
+            plain = engine == "random" or args.anchors == "off"
+            label = engine if plain else f"{engine}-unanchored"
+            variants.append((label, engine, False))
+    for label, engine, anchors in variants:
         hvs, sizes = [], []
         for seed in args.seeds:
             cfg = config.search.model_copy(update={
-                "engine": engine, "population": args.population,
+                "engine": engine, "population": args.population, "anchors": anchors,
                 "generations": args.generations, "trials": budget})
-            oracle.archive = Archive(work / f"{engine}-{seed}")
+            oracle.archive = Archive(work / f"{label}-{seed}")
             problem = SearchProblem(objectives, oracle.evaluate, oracle.space)
             context = RunContext(cfg, seed, params=oracle.params, costs=oracle.costs)
             make_engine(engine, problem, context).run()
             records = oracle.archive.records()
             hvs.append(hypervolume(records, objectives))
             sizes.append(len(records))
-            print(f"{engine} seed {seed}: HV {hvs[-1]:.4f}, {sizes[-1]} architectures",
+            print(f"{label} seed {seed}: HV {hvs[-1]:.4f}, {sizes[-1]} architectures",
                   file=sys.stderr)
-        runs[engine] = {"per_seed": hvs, "mean": statistics.mean(hvs),
+        runs[label] = {"per_seed": hvs, "mean": statistics.mean(hvs),
                         "std": statistics.stdev(hvs) if len(hvs) > 1 else 0.0,
                         "unique_architectures_mean": statistics.mean(sizes)}
     oracle.compute = compute

@@ -128,6 +128,10 @@ class SearchConfig(Section):
     crossover_eta: float = Field(3.0, gt=0, description="SBX distribution index")
     mutation_eta: float = Field(3.0, gt=0, description="polynomial-mutation distribution index")
     early_exit: EarlyExitConfig = EarlyExitConfig()
+    anchors: bool = Field(
+        True, description="NSGA-II/Optuna: the first population holds the max and min genomes "
+        "(the front's two ends); random search stays uniform",
+    )
     val_images: int | None = Field(
         32, ge=1, description="fixed validation subset: the first N val images (None: all)"
     )

@@ -179,7 +179,7 @@ def test_budgets_reject_before_scoring_and_latency_models(supernet, tmp_path, mo
 
 # ---------------------------------------------------------------------------- engines
 @pytest.mark.parametrize("engine", ENGINES)
-def test_engine_outputs(engine, finished):
+def test_engine_outputs(engine, finished, supernet):
     out = finished(engine)
     archive = read_csv(out / "archive.csv")
     ids = [r["id"] for r in archive]
@@ -189,6 +189,10 @@ def test_engine_outputs(engine, finished):
     # early exit: the initial population is drawn under the params threshold only
     first = [r for r in archive if r["generation"] == "0"]
     assert len(first) == 4 and all(int(r["params"]) <= MAX_PARAMS for r in first)
+    # anchors: evolution starts from the min genome (the max one is over the threshold);
+    # random search stays uniform
+    space = load_supernet(supernet)[0].space
+    assert (space.min_genome().id in {r["id"] for r in first}) == (engine != "random")
     # budgets: infeasible rows are never scored; the budget is met by every feasible one
     for r in archive:
         assert (r["feasible"] == "true") == (float(r["flops"]) <= FLOPS_BUDGET)

@@ -118,8 +118,18 @@ def test_early_exit_draws_only_under_the_thresholds():
     assert len(population) == 6 == len({g.id for g in population})
     assert all(size(g) <= 20 for g in population)
     assert population == initial_population(space, ctx, np.random.default_rng(0))  # seeded
+    # anchors: the min genome (under the threshold) comes first, the max genome (over it) not
+    assert population[0] == space.min_genome() and space.max_genome() not in population
+    plain = SearchConfig(anchors=False)
+    assert initial_population(space, RunContext(plain, 0, size, size),
+                              np.random.default_rng(0)) is None  # nothing imposed
     assert initial_population(space, RunContext(SearchConfig(), 0, size, size),
-                              np.random.default_rng(0)) is None  # off unless a threshold is set
+                              np.random.default_rng(0)) == [space.max_genome(), space.min_genome()]
+    assert initial_population(space, RunContext(SearchConfig(), 0, size, size),
+                              np.random.default_rng(0), anchors=False) is None  # random search
+    unanchored = initial_population(space, RunContext(cfg.model_copy(update={"anchors": False}),
+                                    0, size, lambda g: (size(g), 0)), np.random.default_rng(0))
+    assert len(unanchored) == 6 and all(size(g) <= 20 for g in unanchored)
     tight = cfg.model_copy(update={"early_exit": cfg.early_exit.model_copy(
         update={"max_params": 3})})
     with pytest.raises(SalnasError, match=r"search\.early_exit: only"):

@@ -14,7 +14,9 @@ from salnas.errors import SalnasError
 from search.problem import SearchProblem
 from supernet.space import Genome, SearchSpace
 
-__all__ = ["Engine", "RunContext", "early_exit_population", "initial_population"]
+__all__ = [
+    "Engine", "RunContext", "anchor_genomes", "early_exit_population", "initial_population",
+]
 
 
 @dataclass
@@ -65,6 +67,28 @@ class Engine(abc.ABC):
         """Spend the budget of ``context.config`` (proposals, cached ones included)."""
 
 
+def _under_thresholds(context: RunContext, genome: Genome) -> bool:
+    """The early-exit check: parameters first (no FLOP trace needed), then FLOPs."""
+    ee = context.config.early_exit
+    if ee.max_params is not None and context.params(genome) > ee.max_params:
+        return False
+    return ee.max_flops is None or context.costs(genome)[1] <= ee.max_flops
+
+
+def anchor_genomes(space: SearchSpace, context: RunContext) -> list[Genome]:
+    """The two ends of every front, max and min genome, when ``search.anchors`` is on.
+
+    An anchor over the early-exit thresholds is left out (early exit means no such genome
+    in the first population).
+    """
+    if not context.config.anchors:
+        return []
+    anchors = [space.max_genome(), space.min_genome()]
+    if context.config.early_exit.enabled:
+        anchors = [g for g in anchors if _under_thresholds(context, g)]
+    return anchors
+
+
 def early_exit_population(
     space: SearchSpace, context: RunContext, n: int, rng: np.random.Generator,
 ) -> list[Genome]:
@@ -86,11 +110,7 @@ def early_exit_population(
     picked: dict[str, Genome] = {}
     for _ in range(ee.max_draws):
         genome = space.random_genome(rng)
-        if genome.id in picked:
-            continue
-        if max_params is not None and context.params(genome) > max_params:
-            continue
-        if max_flops is None or context.costs(genome)[1] <= max_flops:
+        if genome.id not in picked and _under_thresholds(context, genome):
             picked[genome.id] = genome
             if len(picked) == n:
                 return list(picked.values())
@@ -100,9 +120,18 @@ def early_exit_population(
     )
 
 
-def initial_population(space: SearchSpace, context: RunContext,
-                       rng: np.random.Generator) -> list[Genome] | None:
-    """The early-exit initial population when ``search.early_exit`` is set, else None."""
-    if not context.config.early_exit.enabled:
-        return None
-    return early_exit_population(space, context, context.population, rng)
+def initial_population(space: SearchSpace, context: RunContext, rng: np.random.Generator,
+                       anchors: bool = True) -> list[Genome] | None:
+    """The genomes the first population must hold, None when nothing is imposed.
+
+    The anchors (:func:`anchor_genomes`, unless ``anchors=False``) come first; with
+    ``search.early_exit`` early-exit draws fill the population. Without early exit the engine
+    fills the rest with its own sampling.
+    """
+    picked = {g.id: g for g in anchor_genomes(space, context)} if anchors else {}
+    if context.config.early_exit.enabled:
+        for genome in early_exit_population(space, context, context.population, rng):
+            if len(picked) >= context.population:
+                break
+            picked.setdefault(genome.id, genome)
+    return list(picked.values())[: context.population] or None

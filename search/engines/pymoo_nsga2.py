@@ -2,7 +2,8 @@
 
 * :class:`GenomeProblem` (``pymoo Problem``): integer bounds of the space, evaluation through
   :meth:`search.problem.SearchProblem.evaluate`;
-* sampling: ``IntegerRandomSampling``, or :class:`EarlyExitSampling` (EEEA-Net);
+* sampling: :class:`SeededSampling`: the anchors (max and min genome) and, with early exit
+  (EEEA-Net), genomes under the thresholds, the rest ``IntegerRandomSampling``;
 * SBX crossover and polynomial mutation on the integers with pymoo's ``RoundingRepair``, then
   :class:`CanonicalRepair` (``space.repair``: clip, round, zero the inactive genes) so that
   equivalent vectors are equal and duplicate elimination sees them as one;
@@ -30,7 +31,7 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from search.engines.base import Engine, RunContext, initial_population
 from search.problem import SearchProblem
 
-__all__ = ["CanonicalRepair", "EarlyExitSampling", "GenomeProblem", "PymooNSGA2"]
+__all__ = ["CanonicalRepair", "GenomeProblem", "PymooNSGA2", "SeededSampling"]
 
 
 def _generation(algorithm: Any) -> int:
@@ -69,8 +70,9 @@ class CanonicalRepair(Repair):
         return np.array([self.space.encode(self.space.repair(x)) for x in X], dtype=np.int64)
 
 
-class EarlyExitSampling(Sampling):
-    """Initial population drawn only from genomes under the params/FLOPs thresholds."""
+class SeededSampling(Sampling):
+    """The first population: :func:`initial_population` (anchors, early exit), then uniform
+    integer vectors for the places left."""
 
     def __init__(self, problem: SearchProblem, context: RunContext) -> None:
         super().__init__()
@@ -79,9 +81,12 @@ class EarlyExitSampling(Sampling):
 
     def _do(self, problem: Problem, n_samples: int, *args: Any, random_state: Any = None,
             **kwargs: Any) -> np.ndarray:
-        genomes = initial_population(self.search.space, self.context, random_state)
-        assert genomes is not None
-        return np.array([self.search.space.encode(g) for g in genomes[:n_samples]])
+        space = self.search.space
+        genomes = initial_population(space, self.context, random_state) or []
+        seeded = [space.encode(g) for g in genomes[:n_samples]]
+        rest = IntegerRandomSampling()._do(problem, n_samples - len(seeded),
+                                           random_state=random_state)
+        return np.array([*seeded, *rest], dtype=np.int64).reshape(n_samples, problem.n_var)
 
 
 class GenerationCallback(Callback):
@@ -102,11 +107,9 @@ class PymooNSGA2(Engine):
 
     def run(self) -> None:
         cfg, ctx = self.context.config, self.context
-        sampling = (EarlyExitSampling(self.problem, ctx) if cfg.early_exit.enabled
-                    else IntegerRandomSampling())
         algorithm = NSGA2(
             pop_size=cfg.population,
-            sampling=sampling,
+            sampling=SeededSampling(self.problem, ctx),
             crossover=SBX(prob=cfg.crossover_prob, eta=cfg.crossover_eta, vtype=float,
                           repair=RoundingRepair()),
             mutation=PM(eta=cfg.mutation_eta, vtype=float, repair=RoundingRepair()),

@@ -11,14 +11,16 @@ __all__ = ["RandomSearch"]
 
 class RandomSearch(Engine):
     """``search.trials`` uniform random genomes (the first ``population`` from early exit when
-    it is enabled); "generation" ``g`` is the ``g``-th block of ``population`` proposals."""
+    it is enabled); "generation" ``g`` is the ``g``-th block of ``population`` proposals.
+
+    No anchors: the baseline stays uniform whatever ``search.anchors`` says."""
 
     name = "random"
 
     def run(self) -> None:
         ctx = self.context
         rng = np.random.default_rng([ctx.seed, 23])
-        first = initial_population(self.space, ctx, rng) or []
+        first = initial_population(self.space, ctx, rng, anchors=False) or []
         pop = ctx.population
         for i in range(ctx.trials):
             genome = first[i] if i < len(first) else self.space.random_genome(rng)
