@@ -616,8 +616,10 @@ def _arch_means(distill: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def rank_fidelity(archive: pd.DataFrame, distill: pd.DataFrame, metric: str = "CC"
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Oracle (supernet, archive) score vs retrained test score of each distilled Pareto
-    architecture, per arm; and per arm Kendall tau / Spearman rho with their p-values.
+    """Oracle (supernet, archive) score vs retrained test score of each distilled
+    architecture that has an oracle score (the Pareto ones, and the max-subnet peer when the
+    search evaluated the max genome), per arm; and per arm Kendall tau / Spearman rho with
+    their p-values.
 
     The oracle score comes from the archive row of the architecture's genome id, else from
     the ``search_<metric>`` column that distill copies from pareto.csv.
@@ -627,9 +629,7 @@ def rank_fidelity(archive: pd.DataFrame, distill: pd.DataFrame, metric: str = "C
     means = _arch_means(distill, metric)
     if means.empty:
         return pd.DataFrame(), pd.DataFrame()
-    pareto_archs = distill
-    if DISTILL.kind in distill:
-        pareto_archs = distill[distill[DISTILL.kind] == DISTILL.pareto_kind]
+    pareto_archs = distill  # peers without a genome in the archive drop out below
     oracle: dict[str, float] = {}
     search_col = DISTILL.search_prefix + metric
     if search_col in pareto_archs:

@@ -132,7 +132,14 @@ def test_rank_fidelity_matches_scipy() -> None:
     rows.append({DISTILL.arch: "peer-max", DISTILL.kind: "peer", DISTILL.genome_id: "",
                  DISTILL.arm: "baseline", DISTILL.seed: 0, "test_CC": 0.9})
     table, stats = rank_fidelity(archive, pd.DataFrame(rows), "CC")
-    assert set(table[DISTILL.arch]) == set(retrained)  # peers have no oracle score
+    assert set(table[DISTILL.arch]) == set(retrained)  # this peer has no oracle score
+    # the max-subnet peer counts once the search evaluated its genome
+    scored = pd.concat([archive, pd.DataFrame({ARCHIVE.id: ["m"], "CC": [0.85]})])
+    with_peer = [{**r, DISTILL.genome_id: "m"} if r[DISTILL.arch] == "peer-max" else r
+                 for r in rows]
+    peer_table, _ = rank_fidelity(scored, pd.DataFrame(with_peer), "CC")
+    peer_row = peer_table[peer_table[DISTILL.arch] == "peer-max"]
+    assert peer_row[["oracle", "retrained"]].to_numpy().tolist() == [[0.85, 0.9]]
     base = table[table[DISTILL.arm] == "baseline"].sort_values(DISTILL.arch)
     assert base["retrained"].to_list() == pytest.approx([v + 0.0005 for v in
                                                          retrained.values()])
