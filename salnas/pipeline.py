@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from salnas.config import Config, dump_config
+from salnas.config import Config, dump_config, load_config
 from salnas.errors import SalnasError
 from salnas.io import provenance, write_json_atomic, write_text_atomic
 
@@ -54,7 +54,9 @@ def run_pipeline(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved_config = run_dir / "config.yaml"
-    if saved_config.is_file() and saved_config.read_text() != dump_config(config):
+    # Compared as resolved configs, so a setting added (with its default) by a newer salnas
+    # does not block resuming a run started before it.
+    if saved_config.is_file() and dump_config(load_config(saved_config)) != dump_config(config):
         raise SalnasError(
             f"{run_dir} was started with another config ({saved_config}); rerun "
             "with the same --config to resume, or choose a new --out"

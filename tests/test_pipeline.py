@@ -49,6 +49,14 @@ def test_run_all_stages_then_resume_skips_them(tmp_path):
     for stage in ("supernet", "baselines", "search", "distill"):
         assert f"[{stage}] done earlier" in again.output, stage
 
+    # A run started before a setting existed (its saved config lacks the key, which takes its
+    # default) still resumes.
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["search"]["anchors"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    older = runner.invoke(app, ["run", "--config", str(config), "--out", str(run_dir)])
+    assert older.exit_code == 0 and "[distill] done earlier" in older.output, older.output
+
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({**TINY_RUN, "seed": 2}))
     refused = runner.invoke(app, ["run", "--config", str(other), "--out", str(run_dir)])

@@ -1,0 +1,89 @@
+"""Do the retrained Pareto models dominate the hand-designed peers? Measured side by side.
+
+Reads ``RUN/distill/results.csv``: test CC per architecture and arm (mean over seeds). Then
+measures every architecture's batch-1 CPU latency in one interleaved run (same machine, same
+thread count, each model at its own input resolution, median of ``--repeats`` passes), so
+latencies compare as ratios whatever the machine's drift. A Pareto model dominates a peer
+when its CC is at least the peer's and its latency at most the peer's, one of them strictly
+(compared within each arm: Self-KD with Self-KD, baseline with baseline). Prints JSON.
+
+    python benchmarks/pareto_vs_peers.py --run runs/osie
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# benchmarks/distill.py and benchmarks/supernet.py shadow the packages of the same names.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from analysis.load import DISTILL  # noqa: E402
+from distill.export import load_any_model  # noqa: E402
+from search.latency import time_interleaved  # noqa: E402
+
+METRICS = ("CC", "KLD", "NSS", "SIM", "AUC_Judd")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="run directory (or its distill/)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    distill_dir = args.run / "distill" if (args.run / "distill").is_dir() else args.run
+    results = pd.read_csv(distill_dir / "results.csv")
+
+    # One model file per architecture: latency depends on the architecture, not the weights.
+    first = results.sort_values([DISTILL.seed, DISTILL.arm]).groupby(DISTILL.arch).first()
+    archs = list(first.index)
+    models = [load_any_model(distill_dir / first.loc[a, "model_dir"] / "model.pt") for a in archs]
+    benches = []
+    for net, (h, w) in models:
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+        benches.append(lambda net=net, x=x: net(x))
+    latency = time_interleaved(benches, threads=args.threads, warmup=args.warmup,
+                               repeats=args.repeats, desc="latency")
+
+    cols = [DISTILL.test_prefix + m for m in METRICS]
+    means = results.groupby([DISTILL.arch, DISTILL.arm])[cols].mean()
+    seeds = results.groupby([DISTILL.arch, DISTILL.arm])[DISTILL.seed].nunique()
+    table = {}
+    for i, arch in enumerate(archs):
+        row = first.loc[arch]
+        table[arch] = {
+            "kind": row[DISTILL.kind], "resolution": [models[i][1][0], models[i][1][1]],
+            "params": int(row[DISTILL.params]), "flops": int(row[DISTILL.flops]),
+            "latency_ms": round(float(latency[i]), 3),
+            "test": {arm: {"seeds": int(seeds[arch, arm]),
+                           **{m: round(float(means.loc[(arch, arm), DISTILL.test_prefix + m]), 4)
+                              for m in METRICS}}
+                     for arm in means.loc[arch].index},
+        }
+
+    def dominates(a: str, b: str, arm: str) -> bool:
+        cc_a, cc_b = table[a]["test"][arm]["CC"], table[b]["test"][arm]["CC"]
+        lat_a, lat_b = table[a]["latency_ms"], table[b]["latency_ms"]
+        return cc_a >= cc_b and lat_a <= lat_b and (cc_a > cc_b or lat_a < lat_b)
+
+    pareto = [a for a in archs if table[a]["kind"] == "pareto"]
+    verdicts = {}
+    for peer in (a for a in archs if table[a]["kind"] != "pareto"):
+        for arm in table[peer]["test"]:
+            winners = [p for p in pareto if arm in table[p]["test"] and dominates(p, peer, arm)]
+            losers = [p for p in pareto if arm in table[p]["test"] and dominates(peer, p, arm)]
+            verdicts[f"{peer}/{arm}"] = {"dominated_by": winners, "dominates": losers}
+    print(json.dumps({
+        "run": str(args.run), "threads": args.threads, "repeats": args.repeats,
+        "architectures": table, "peers": verdicts,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
