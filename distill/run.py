@@ -22,7 +22,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,10 +119,16 @@ def _objective_columns(front: pd.DataFrame, search_json: dict[str, Any]) -> list
 
 def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
                          search_json: dict[str, Any] | None = None,
-                         source: str = "pareto.csv") -> list[int]:
-    """Row indices of ``front`` that ``cfg.select`` (all | crowding:K | ids) chooses."""
+                         source: str = "pareto.csv",
+                         exclude: Collection[str] = ()) -> list[int]:
+    """Row indices of ``front`` that ``cfg.select`` (all | crowding:K | ids) chooses.
+
+    ``all`` and ``crowding:K`` choose among the rows whose id is not in ``exclude`` (the
+    genomes the peers train anyway); ``ids`` takes the named rows as they are.
+    """
+    eligible = [i for i, v in enumerate(front["id"]) if str(v) not in set(exclude)]
     if cfg.select == "all":
-        return list(range(len(front)))
+        return eligible
     if cfg.select == "ids":
         if not cfg.ids:
             raise ConfigError("distill.select is 'ids' but no ids are given (distill.ids or "
@@ -138,8 +144,8 @@ def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
     if not cols:
         raise SalnasError(f"distill.select {cfg.select}: {source} has no complete numeric "
                           f"objective column (looked for {list(_OBJECTIVE_FALLBACK)})")
-    f = front[cols].to_numpy(np.float64)
-    return select_crowding(f, k)
+    f = front[cols].to_numpy(np.float64)[eligible]
+    return [eligible[i] for i in select_crowding(f, k)]
 
 
 # ---------------------------------------------------------------- units of work
@@ -181,7 +187,10 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
         extra = {f"search_{c}": float(row[c]) for c in numeric}
         archs.append((str(row["id"]), "pareto", _parse_genome(row, space, path), extra))
     if cfg.peers:
-        archs += [("peer-max", "peer", space.max_genome(), {}), ("peer-csnet", "peer", None, {})]
+        # The max genome named by id is trained once, as a Pareto architecture.
+        if space.max_genome() not in [g for _, _, g, _ in archs]:
+            archs.append(("peer-max", "peer", space.max_genome(), {}))
+        archs.append(("peer-csnet", "peer", None, {}))
     return [Unit(a, kind, g, seed, extra) for a, kind, g, extra in archs for seed in cfg.seeds]
 
 
@@ -280,12 +289,15 @@ class DistillRun:
         self.search_dir, self.out_dir, self.progress = Path(search_dir), Path(out_dir), progress
         self.front = read_pareto(self.search_dir)
         self.search_json = _read_json(self.search_dir / "search.json") or {}
-        self.rows = select_architectures(self.front, cfg, self.search_json,
-                                         str(self.search_dir / "pareto.csv"))
         self.supernet_path = resolve_supernet(self.search_dir, supernet, self.search_json)
         self.supernet, sn_config, _ = load_supernet(self.supernet_path)
         self.supernet.eval()
         self.space = self.supernet.space
+        # The max genome (an anchor of the search, often on the front) is the max peer: a
+        # selection of Pareto architectures spends its places on the others.
+        peer_ids = [self.space.max_genome().id] if cfg.peers else []
+        self.rows = select_architectures(self.front, cfg, self.search_json,
+                                         str(self.search_dir / "pareto.csv"), peer_ids)
         self.units = _units(self.front, self.rows, self.space, cfg,
                             self.search_dir / "pareto.csv",
                             self.search_json.get("objectives") or ())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -78,6 +79,28 @@ def test_crowding_keeps_the_ends_and_spreads():
     chosen = stage.select_crowding(f, 4)
     assert 0 in chosen and 5 in chosen and not {1, 4} <= set(chosen)
     assert stage.select_crowding(f, 10) == list(range(6))
+
+
+def test_selection_leaves_the_peers_genomes_out():
+    front = pd.DataFrame({"id": ["a", "b", "max", "c", "d"], "CC": [0.1, 0.3, 0.9, 0.5, 0.7],
+                          "flops": [1.0, 2.0, 9.0, 4.0, 6.0]})
+    crowding = config(select="crowding:2").distill
+    assert stage.select_architectures(front, crowding, exclude=["max"]) == [0, 4]  # a, d
+    assert stage.select_architectures(front, crowding) == [0, 2]  # a, max
+    everything = config(select="all").distill
+    assert stage.select_architectures(front, everything, exclude=["max"]) == [0, 1, 3, 4]
+    named = config(select="ids", ids=["max", "b"], peers=True).distill
+    assert stage.select_architectures(front, named, exclude=["max"]) == [2, 1]
+
+    # the max genome named as a Pareto architecture is trained once: no separate peer-max
+    space = SearchSpace(SPACE)
+    genomes = [space.max_genome(), space.min_genome()]
+    pareto = pd.DataFrame({"id": [g.id for g in genomes],
+                           "genome": [g.to_json() for g in genomes]})
+    units = stage._units(pareto, [0, 1], space, named, Path("pareto.csv"))
+    assert [u.arch for u in units] == [genomes[0].id, genomes[1].id, "peer-csnet"]
+    units = stage._units(pareto, [1], space, named, Path("pareto.csv"))
+    assert [u.arch for u in units] == [genomes[1].id, "peer-max", "peer-csnet"]
 
 
 def test_clear_errors(search_dir, tmp_path):
