@@ -49,6 +49,10 @@ from supernet.train import load_supernet, load_training_data, train_supernet  # 
 
 def _oracle(args: argparse.Namespace, work: Path):
     config = load_config(args.config)
+    if args.no_early_exit:
+        config.search.early_exit = type(config.search.early_exit)()
+    if args.mutation:
+        config.search.mutation = args.mutation
     if args.supernet is None:
         print("no --supernet: training one with the config (a few minutes)", file=sys.stderr)
         args.supernet = train_supernet(config, work / "supernet", progress=False)
@@ -122,6 +126,10 @@ def main() -> None:
     parser.add_argument("--lut-repeats", type=int, default=5)
     parser.add_argument("--lut-validate", type=int, default=10)
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--mutation", choices=("pm", "reset"), default=None,
+                        help="override search.mutation (NSGA-II)")
+    parser.add_argument("--no-early-exit", action="store_true",
+                        help="ignore the config's search.early_exit (uniform first population)")
     parser.add_argument("--anchors", choices=("on", "off", "both"), default="both",
                         help="max/min genomes in the first population of NSGA-II/Optuna; "
                         "'both' also reports each engine unanchored as ENGINE-unanchored")
@@ -179,6 +187,7 @@ def main() -> None:
             "population": args.population, "generations": args.generations,
             "budget_per_run": budget, "seeds": args.seeds,
             "early_exit": config.search.early_exit.model_dump(),
+            "nsga2_mutation": config.search.mutation,
             "hv_bounds": {k: list(v) for k, v in objectives.bounds.items()},
             "reference_point": objectives.reference_point.tolist(),
             "val_images": config.search.val_images, "threads": args.threads,

@@ -127,6 +127,10 @@ class SearchConfig(Section):
     # discrete-variable example, not the continuous defaults (15, 20).
     crossover_eta: float = Field(3.0, gt=0, description="SBX distribution index")
     mutation_eta: float = Field(3.0, gt=0, description="polynomial-mutation distribution index")
+    mutation: Literal["reset", "pm"] = Field(
+        "reset", description="NSGA-II mutation: random reset (a mutated gene takes any of "
+        "its choices, as for categories) or polynomial (ordinal steps)",
+    )
     early_exit: EarlyExitConfig = EarlyExitConfig()
     anchors: bool = Field(
         True, description="NSGA-II/Optuna: the first population holds the max and min genomes "

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.callback import Callback
+from pymoo.core.mutation import Mutation
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
@@ -31,7 +32,9 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from search.engines.base import Engine, RunContext, initial_population
 from search.problem import SearchProblem
 
-__all__ = ["CanonicalRepair", "GenomeProblem", "PymooNSGA2", "SeededSampling"]
+__all__ = [
+    "CanonicalRepair", "GenomeProblem", "PymooNSGA2", "RandomResetMutation", "SeededSampling",
+]
 
 
 def _generation(algorithm: Any) -> int:
@@ -89,6 +92,20 @@ class SeededSampling(Sampling):
         return np.array([*seeded, *rest], dtype=np.int64).reshape(n_samples, problem.n_var)
 
 
+class RandomResetMutation(Mutation):
+    """Each gene, with probability ``1 / n_var``, takes a uniformly drawn value of its range:
+    the categorical counterpart of polynomial mutation (an operator gene jumps from the first
+    choice to the last as easily as to the next)."""
+
+    def _do(self, problem: Problem, X: np.ndarray, *args: Any, random_state: Any = None,
+            **kwargs: Any) -> np.ndarray:
+        X = np.array(X, dtype=np.float64)
+        lo, hi = problem.bounds()
+        mask = random_state.random(X.shape) < 1.0 / problem.n_var
+        draws = random_state.integers(lo, hi + 1, size=X.shape)
+        return np.where(mask, draws, X)
+
+
 class GenerationCallback(Callback):
     """Calls the run's per-generation hook after each generation is evaluated and survived."""
 
@@ -112,7 +129,8 @@ class PymooNSGA2(Engine):
             sampling=SeededSampling(self.problem, ctx),
             crossover=SBX(prob=cfg.crossover_prob, eta=cfg.crossover_eta, vtype=float,
                           repair=RoundingRepair()),
-            mutation=PM(eta=cfg.mutation_eta, vtype=float, repair=RoundingRepair()),
+            mutation=(RandomResetMutation() if cfg.mutation == "reset" else
+                      PM(eta=cfg.mutation_eta, vtype=float, repair=RoundingRepair())),
             repair=CanonicalRepair(self.space),
             eliminate_duplicates=True,
             callback=GenerationCallback(ctx.on_generation),
