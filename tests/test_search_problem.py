@@ -140,3 +140,19 @@ def test_early_exit_draws_only_under_the_thresholds():
     with pytest.raises(SalnasError, match="even the smallest genome"):
         initial_population(space, RunContext(impossible, 0, size, lambda g: (size(g), 0)),
                            np.random.default_rng(0))
+
+
+def test_random_reset_mutation_stays_in_bounds_and_jumps():
+    from pymoo.core.problem import Problem
+
+    from search.engines.pymoo_nsga2 import RandomResetMutation
+
+    problem = Problem(n_var=8, n_obj=1, xl=np.zeros(8), xu=np.full(8, 3), vtype=int)
+    X = np.zeros((2000, 8))
+    out = RandomResetMutation()._do(problem, X, random_state=np.random.default_rng(0))
+    again = RandomResetMutation()._do(problem, X, random_state=np.random.default_rng(0))
+    np.testing.assert_array_equal(out, again)  # seeded
+    assert out.min() >= 0 and out.max() <= 3 and np.all(out == np.rint(out))
+    changed = out != X
+    assert 0.08 < changed.mean() < 0.11  # each gene resampled with probability 1/8, 3/4 move
+    assert (out == 3).sum() > 0.25 * changed.sum()  # the far end as often as the next value
