@@ -4,7 +4,8 @@
   :meth:`search.problem.SearchProblem.evaluate`;
 * sampling: :class:`SeededSampling`: the anchors (max and min genome) and, with early exit
   (EEEA-Net), genomes under the thresholds, the rest ``IntegerRandomSampling``;
-* SBX crossover and polynomial mutation on the integers with pymoo's ``RoundingRepair``, then
+* SBX crossover with pymoo's ``RoundingRepair`` and :class:`RandomResetMutation` (default) or
+  polynomial mutation (``search.mutation: pm``) on the integers, then
   :class:`CanonicalRepair` (``space.repair``: clip, round, zero the inactive genes) so that
   equivalent vectors are equal and duplicate elimination sees them as one;
 * :class:`GenerationCallback` (``pymoo Callback``): the per-generation hook (hypervolume).
