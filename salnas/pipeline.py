@@ -56,7 +56,8 @@ def run_pipeline(
     saved_config = run_dir / "config.yaml"
     # Compared as resolved configs, so a setting added (with its default) by a newer salnas
     # does not block resuming a run started before it.
-    if saved_config.is_file() and dump_config(load_config(saved_config)) != dump_config(config):
+    if saved_config.is_file() and (load_config(saved_config).model_dump(mode="json")
+                                   != config.model_dump(mode="json")):
         raise SalnasError(
             f"{run_dir} was started with another config ({saved_config}); rerun "
             "with the same --config to resume, or choose a new --out"

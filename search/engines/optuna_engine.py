@@ -61,6 +61,9 @@ def database_url(url: str) -> str:
     return url
 
 
+_SCHEMA_RETRIES = 4
+
+
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     """An Optuna storage from ``--storage``: an RDB URL (``sqlite:///``, ``postgresql://``,
     ``mysql://``) or a journal file path; None means in memory. Fails with one clear message
@@ -71,14 +74,22 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
         kwargs: dict[str, Any] = {}
         if url.startswith(("postgres", "mysql")):
             kwargs["connect_args"] = {"connect_timeout": 10}
-        try:
-            return optuna.storages.RDBStorage(database_url(url), engine_kwargs=kwargs)
-        except Exception as e:  # sqlalchemy/driver errors vary; one message for all
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SalnasError(
-                f"search.storage / --storage {_mask(url)}: cannot open the Optuna storage "
-                f"({reason})"
-            ) from None
+        for attempt in range(_SCHEMA_RETRIES + 1):
+            try:
+                return optuna.storages.RDBStorage(database_url(url), engine_kwargs=kwargs)
+            except Exception as e:  # sqlalchemy/driver errors vary; one message for all
+                # Workers starting together on an empty database race to create Optuna's
+                # tables; the loser gets a duplicate-key error and finds them made on a retry.
+                text = str(e)
+                if attempt < _SCHEMA_RETRIES and ("duplicate key" in text
+                                                  or "already exists" in text):
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                reason = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+                raise SalnasError(
+                    f"search.storage / --storage {_mask(url)}: cannot open the Optuna storage "
+                    f"({reason})"
+                ) from None
     path = Path(url)
     if not path.parent.is_dir():
         raise SalnasError(f"search.storage / --storage {url}: folder {path.parent} does not exist")
