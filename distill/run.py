@@ -17,7 +17,6 @@ unfinished arm (an arm cut mid-training restarts from its first epoch).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from salnas.config import Config, DistillConfig, dump_config
 from salnas.errors import ConfigError, SalnasError
 from salnas.evaluation import Target, centre_bias_map, load_targets, score_maps, summarise
-from salnas.io import atomic_open, provenance, write_json_atomic, write_text_atomic
+from salnas.io import atomic_open, file_sha1, provenance, write_json_atomic, write_text_atomic
 from supernet.costs import count_params_flops
 from supernet.model import SalNet, Supernet
 from supernet.space import Genome, GenomeError, SearchSpace
@@ -195,14 +194,6 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
 
 
 # ---------------------------------------------------------------- helpers
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -311,7 +302,7 @@ class DistillRun:
         self.device = resolve_device(cfg.device)
         self.fingerprint = {
             "distill": cfg.model_dump(mode="json", exclude=set(_RESUMABLE)),
-            "supernet_sha1": _sha1(self.supernet_path),
+            "supernet_sha1": file_sha1(self.supernet_path),
             "data": data.model_dump(mode="json", exclude={"cache_dir"}),
         }
         self._check_resumable()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -123,3 +124,12 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "git_commit": git_commit(),
         **extra,
     }
+
+
+def file_sha1(path: Path) -> str:
+    """SHA-1 of a file's bytes, read in 1 MiB chunks (fingerprints of checkpoints)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

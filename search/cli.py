@@ -8,7 +8,6 @@ Rerunning the same command resumes (the engine replays, the archive answers).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -18,19 +17,12 @@ import typer
 
 from salnas.config import Config, dump_config, load_config
 from salnas.errors import ConfigError, SalnasError
+from salnas.io import file_sha1
 
 __all__ = ["SearchRun", "run_search", "search_cmd"]
 
 # Settings that may change between a run and its resume (budget and where/how it runs).
 _RESUMABLE = ("generations", "trials", "storage", "claim_timeout_s", "device", "threads")
-
-
-def _file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(config: Config, supernet_sha1: str) -> dict[str, Any]:
@@ -76,7 +68,7 @@ class SearchRun:
         model, sn_config, _ = load_supernet(supernet)  # clear error when missing
         latency = (latency_model(cfg.latency, model.space)
                    if self.objectives.needs_latency or cfg.latency.record else None)
-        self.fingerprint = fingerprint(config, _file_sha1(supernet))
+        self.fingerprint = fingerprint(config, file_sha1(supernet))
         self._check_resumable()
         self._threads = torch.get_num_threads()  # restored when run() ends
         if cfg.threads:
