@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 OSIE_DEFAULT = REPO.parent / "shared" / "data" / "osie"
@@ -29,3 +30,13 @@ def _isolated_cache(
 ) -> None:
     """Tests never write into the user's ~/.cache/salnas."""
     monkeypatch.setenv("SALNAS_CACHE", str(tmp_path_factory.getbasetemp() / "salnas-cache"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two torch threads on two shared, busy cores spin against each other: one is faster.
+    Modules that train or time models use it (``pytestmark``)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -20,12 +20,7 @@ SPACE = {"resolutions": [[32, 64], [64, 96]],
 HAS_ORT = importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_csnet_peer_has_about_100k_parameters():

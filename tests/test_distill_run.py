@@ -28,12 +28,7 @@ DISTILL = {"epochs": 1, "batch_size": 4, "bn_recalib_batches": 1, "latency_repea
            "threads": 1, "peers": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ TINY = {"data": {"spec": "synthetic:16", "resolution": [64, 96], "val": 4, "test
         "supernet": {"space": SPACE, "pretrained": False}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two threads on two shared, busy cores spin against each other; one is faster."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
