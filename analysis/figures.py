@@ -192,6 +192,14 @@ def training_curves(train_log: pd.DataFrame, baselines: pd.DataFrame | None = No
                                          line={"color": colour}), row=r, col=c)
         _reference_lines(fig, baselines, m, r, c,
                          annotate=False)
+    kept = train_log[TRAIN_LOG.kept_epoch].dropna() if TRAIN_LOG.kept_epoch in train_log else ()
+    if len(kept):
+        # Drawn in every panel: the weights the search and distillation inherit.
+        for k in range(len(panels)):
+            fig.add_vline(x=float(kept.iloc[-1]), line={"color": "#555", "dash": "dot"},
+                          row=k // cols + 1, col=k % cols + 1)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="kept epoch",
+                                 line={"color": "#555", "dash": "dot"}))
     # Reference lines carry no legend entry of their own: add one dummy trace per kind.
     if baselines is not None and not baselines.empty:
         for ref, (label, colour, dash) in REFERENCE_STYLE.items():

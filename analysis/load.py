@@ -90,6 +90,7 @@ class _TrainLogColumns:
     seconds: str = "seconds"
     val_max: str = "val_max_"  # + metric
     val_min: str = "val_min_"
+    kept_epoch: str = "kept_epoch"  # the epoch whose weights the later stages inherit
 
 
 @dataclass(frozen=True)

@@ -336,7 +336,9 @@ def _training_section(run: Run, page: Page) -> None:
     page.section("supernet", "Supernet training", [
         page.figure(lambda: F.training_curves(run.train_log, run.baselines),
                     "Max and min subnets validated after BN recalibration at the end of every "
-                    "epoch; dashed lines: the dataset's floor and ceiling (test split)."),
+                    "epoch; dashed lines: the dataset's floor and ceiling (test split); dotted: "
+                    "the kept epoch, whose weights the search and distillation inherit "
+                    "(supernet.keep)."),
         _details("train_log.csv", table(run.train_log)),
     ])
 

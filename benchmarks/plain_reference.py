@@ -42,11 +42,14 @@ def main() -> None:
                         help="a supernet run directory whose split.json is reused")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed (default: the config's); the split stays the run's")
     parser.add_argument("--no-centre-bias", dest="centre_bias", action="store_false",
                         help="leave out the learned centre-bias prior channels")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
+    seed = config.seed if args.seed is None else args.seed
     resolution = tuple(config.data.resolution)
     space = SearchSpace({**config.supernet.space, "resolutions": [list(resolution)]})
     levels = len(space.decoder_widths)
@@ -55,13 +58,14 @@ def main() -> None:
         ops=("dwsep3x3",) * levels, widths=tuple(min(w) for w in space.decoder_widths),
         centre_bias=args.centre_bias,
     )
+    torch.manual_seed(seed)  # the decoder's initialisation
     model = Supernet(space, pretrained=True).extract(genome)
     params, flops = count_params_flops(model, resolution)
     data = load_training_data(config, args.run, progress=False)
     cfg = DistillConfig(epochs=args.epochs, batch_size=config.supernet.batch_size,
                         lr=config.supernet.lr, encoder_lr_scale=config.supernet.encoder_lr_scale)
     start = time.perf_counter()
-    result = train_standalone(model, resolution, data, cfg, seed=config.seed, kd=False,
+    result = train_standalone(model, resolution, data, cfg, seed=seed, kd=False,
                               pretrained=True, desc="plain reference")
     train_s = time.perf_counter() - start
     source = open_source(config.data.spec)
@@ -73,7 +77,7 @@ def main() -> None:
         "centre_bias_prior": args.centre_bias, "encoder_lr_scale": cfg.encoder_lr_scale,
         "genome_id": genome.id, "params": params, "flops": flops, "resolution": list(resolution),
         "epochs": args.epochs, "best_epoch": result.best_epoch, "train_seconds": train_s,
-        "threads": args.threads, "test": summarise(score_maps(maps, targets, bias)),
+        "threads": args.threads, "seed": seed, "test": summarise(score_maps(maps, targets, bias)),
         "n_test": len(targets),
     }, indent=2))
 

@@ -75,6 +75,11 @@ class SupernetConfig(Section):
     )
     bn_recalib_batches: int = Field(8, ge=1)
     val_images: int | None = Field(None, description="validate on the first N val images")
+    keep: Literal["best", "last"] = Field(
+        "best",
+        description="weights the later stages inherit: the epoch with the best val CC (mean "
+        "of the max and min subnets) or the last epoch",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
     threads: int | None = Field(None, description="torch CPU threads (None: torch default)")

@@ -82,6 +82,14 @@ def extract_cmd(
             help="dataset for BN recalibration (default: the one the supernet was trained on)",
         ),
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            help="best (the epoch with the best val CC) or last (default: the run's "
+            "supernet.keep)",
+        ),
+    ] = None,
 ) -> None:
     """Build a standalone model of one subnet (plain Conv/BN, recalibrated BatchNorm)."""
     from salnas.config import load_config  # noqa: F401  (keeps import errors early)
@@ -90,7 +98,7 @@ def extract_cmd(
     from supernet.subnet import parse_genome, save_subnet, verify_extraction
     from supernet.train import _resized_batches, load_supernet, load_training_data
 
-    model, config, _ = load_supernet(checkpoint)
+    model, config, _ = load_supernet(checkpoint, weights)
     if data is not None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"spec": data})})
     g = parse_genome(model.space, genome)

@@ -58,6 +58,7 @@ from supernet.space import Genome, SearchSpace
 
 CHECKPOINT_FORMAT = "salnas-supernet-v1"
 VAL_METRICS = ("CC", "KLD", "NSS", "SIM", "AUC_Judd")
+KEPT_EPOCH = "kept_epoch"  # train_log.csv: the epoch whose weights load_supernet returns
 
 
 # ---------------------------------------------------------------- distributed helpers
@@ -376,15 +377,31 @@ def build_supernet(config: Config, pretrained: bool | None = None) -> Supernet:
     )
 
 
-def load_supernet(path: Path) -> tuple[Supernet, Config, dict[str, Any]]:
-    """The trained supernet of a checkpoint, its config, and the checkpoint itself."""
+def load_supernet(
+    path: Path, weights: str | None = None
+) -> tuple[Supernet, Config, dict[str, Any]]:
+    """The trained supernet of a checkpoint, its config, and the checkpoint itself.
+
+    ``weights`` is ``"best"`` (the epoch with the best val CC) or ``"last"``; by default the
+    one the run's ``supernet.keep`` names. Checkpoints without a best epoch give the last.
+    """
     from salnas.config import config_from_dict
 
     ckpt = load_checkpoint(path)
     config = config_from_dict(ckpt["config"], f"{path} (embedded config)")
+    weights = weights or config.supernet.keep
+    if weights not in ("best", "last"):
+        raise SalnasError(f"supernet weights must be 'best' or 'last', not {weights!r}")
     model = build_supernet(config, pretrained=False)
-    model.load_state_dict(ckpt["model"])
+    best = ckpt.get("best")
+    model.load_state_dict(best["model"] if weights == "best" and best else ckpt["model"])
     return model, config, ckpt
+
+
+def selection_score(row: dict[str, Any]) -> float:
+    """What ``supernet.keep: best`` maximises: val CC averaged over the max and min subnets,
+    so the kept weights serve the whole space rather than the max subnet alone."""
+    return float(np.mean([row["val_max_CC"], row["val_min_CC"]]))
 
 
 # ---------------------------------------------------------------- the training loop
@@ -433,6 +450,7 @@ def train_supernet(
         else torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     )
     start_epoch, history = 0, []
+    best: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         saved = {k: v for k, v in ckpt["config"].items() if k != "supernet"}
@@ -448,6 +466,7 @@ def train_supernet(
         model.load_state_dict(ckpt["model"])
         optimiser.load_state_dict(ckpt["optimizer"])
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+        best = ckpt.get("best")
     if shard.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / "config.yaml", dump_config(config))
@@ -559,6 +578,14 @@ def train_supernet(
                     net, genome.resolution, data.val, cfg.batch_size, device
                 ).items():
                     row[f"val_{tag}_{k}"] = v
+            row["score"] = selection_score(row)
+            if cfg.keep == "best" and (best is None or row["score"] > best["score"]):
+                best = {
+                    "epoch": epoch + 1,
+                    "score": row["score"],
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                }
+            row[KEPT_EPOCH] = best["epoch"] if best else epoch + 1
             history.append({k: float(v) for k, v in row.items()})  # plain floats: weights_only
             save_checkpoint(
                 ckpt_path,
@@ -570,6 +597,7 @@ def train_supernet(
                     "config": config.model_dump(mode="json"),
                     "space": space.to_config(),
                     "history": history,
+                    "best": best,
                     "data": {
                         "spec": data.prepared.source.spec,
                         "resolution": list(config.data.resolution),
@@ -607,4 +635,6 @@ def _format_row(row: dict[str, Any]) -> str:
             parts.append(
                 f"val {tag}: CC {row[f'val_{tag}_CC']:.3f} NSS {row[f'val_{tag}_NSS']:.3f}"
             )
+    if KEPT_EPOCH in row:
+        parts.append(f"kept epoch {int(row[KEPT_EPOCH])}")
     return " | ".join(parts)

@@ -124,6 +124,7 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
                 row.update({f"val_{tag}_CC": cc, f"val_{tag}_KLD": 1.6 - cc,
                             f"val_{tag}_NSS": 3.5 * cc, f"val_{tag}_SIM": 0.25 + 0.5 * cc,
                             f"val_{tag}_AUC_Judd": 0.7 + 0.25 * cc})
+            row[TRAIN_LOG.kept_epoch] = e  # val CC rises every epoch: the last is the best
             rows.append(row)
         pd.DataFrame(rows).to_csv(run / TRAIN_LOG_CSV, index=False)
     if "baselines" in stages:

@@ -67,6 +67,7 @@ def test_loader_constants_match_the_stages() -> None:
     for name in (TRAIN_LOG.epoch, TRAIN_LOG.lr, TRAIN_LOG.temperature, TRAIN_LOG.seconds,
                  TRAIN_LOG.img_per_s):
         assert name in train.LOG_FIELDS, name
+    assert TRAIN_LOG.kept_epoch == train.KEPT_EPOCH
     distill = pytest.importorskip("distill.run")
     assert set(distill.ARMS) == {DISTILL.selfkd, DISTILL.baseline}
 

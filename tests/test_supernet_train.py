@@ -21,6 +21,7 @@ from supernet.space import SearchSpace
 from supernet.train import (
     PROGRESSIVE_PHASES,
     load_checkpoint,
+    load_supernet,
     lr_factor,
     sample_subnets,
     temperature_at,
@@ -89,6 +90,38 @@ def test_resume_after_a_kill_mid_epoch_equals_an_uninterrupted_run(trained, tmp_
     timing = {"img_per_s", "seconds"}
     strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
     assert strip(a["history"]) == strip(b["history"])
+    assert a["best"]["epoch"] == b["best"]["epoch"]
+    for key in a["best"]["model"]:
+        assert torch.equal(a["best"]["model"][key], b["best"]["model"][key]), key
+
+
+def test_keeps_the_best_epoch_and_later_stages_inherit_it(trained, tmp_path):
+    ckpt = load_checkpoint(trained / "supernet.pt")
+    history = ckpt["history"]
+    for row in history:
+        assert row["score"] == pytest.approx((row["val_max_CC"] + row["val_min_CC"]) / 2)
+    best_epoch = int(np.argmax([row["score"] for row in history])) + 1
+    assert ckpt["best"]["epoch"] == best_epoch == history[-1]["kept_epoch"]
+    assert "kept_epoch" in (trained / "train_log.csv").read_text().splitlines()[0]
+
+    # Perturbed "best" weights must be the ones loaded by default, and "last" the others.
+    key = next(k for k, v in ckpt["best"]["model"].items() if v.is_floating_point())
+    ckpt["best"]["model"][key] = ckpt["best"]["model"][key] + 1.0
+    path = tmp_path / "supernet.pt"
+    torch.save(ckpt, path)
+    assert torch.equal(load_supernet(path)[0].state_dict()[key], ckpt["best"]["model"][key])
+    assert torch.equal(load_supernet(path, "last")[0].state_dict()[key], ckpt["model"][key])
+    ckpt["config"]["supernet"]["keep"] = "last"
+    torch.save(ckpt, path)
+    assert torch.equal(load_supernet(path)[0].state_dict()[key], ckpt["model"][key])
+    with pytest.raises(SalnasError, match="'best' or 'last'"):
+        load_supernet(path, "final")
+
+
+def test_keep_last_stores_no_second_copy(tmp_path):
+    train_supernet(tiny_config(epochs=1, keep="last"), tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path / "supernet.pt")
+    assert ckpt["best"] is None and ckpt["history"][-1]["kept_epoch"] == 1
 
 
 def test_refuses_to_overwrite_or_resume_with_another_config(trained, tmp_path):
@@ -126,10 +159,14 @@ def test_schedules():
 
 def test_extract_verify_predict_evaluate(trained, tmp_path):
     ckpt = str(trained / "supernet.pt")
-    for genome in ("max", "min", "random:1", "random:2"):
+    for genome, extra in (
+        ("max", []), ("min", []), ("random:1", []), ("random:2", ["--weights", "last"])
+    ):
         out = tmp_path / f"{genome.replace(':', '')}.pt"
         result = runner.invoke(
-            app, ["supernet", "extract", ckpt, "--genome", genome, "--out", str(out), "--verify"]
+            app,
+            ["supernet", "extract", ckpt, "--genome", genome, "--out", str(out), "--verify",
+             *extra],
         )
         assert result.exit_code == 0, result.output
         assert "relative difference" in result.output and out.is_file()
