@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from salnas.errors import SalnasError
-from salnas.io import atomic_open
+from salnas.io import atomic_open, load_torch_safe
 from supernet.subnet import relative_difference
 
 __all__ = [
@@ -273,19 +273,11 @@ def load_any_model(path: str | Path) -> tuple[ModelFn, tuple[int, int]]:
         from distill.peers import PEER_FORMAT, load_peer
         from supernet.subnet import MODEL_FORMAT, load_subnet
 
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise SalnasError(f"{path}: not a readable model file ({e})") from e
-        kind = payload.get("format") if isinstance(payload, dict) else None
-        if kind == MODEL_FORMAT:
-            net, genome, _, _ = load_subnet(path)
-            return net, tuple(genome.resolution)  # type: ignore[return-value]
-        if kind == PEER_FORMAT:
+        payload = load_torch_safe(path, "model file", (MODEL_FORMAT, PEER_FORMAT))
+        if payload["format"] == PEER_FORMAT:
             return load_peer(payload, path)
-        raise SalnasError(
-            f"{path}: not a salnas model file (formats {MODEL_FORMAT}, {PEER_FORMAT})"
-        )
+        net, genome, _, _ = load_subnet(path, payload)
+        return net, tuple(genome.resolution)  # type: ignore[return-value]
     raise SalnasError(f"{path}: unknown model type '{path.suffix}'; use .pt, .ts or .onnx")
 
 
@@ -294,10 +286,7 @@ def model_data_settings(path: str | Path) -> dict[str, Any] | None:
     path = Path(path)
     if path.suffix.lower() in (".ts", ".onnx"):
         return export_metadata(path).get("data")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SalnasError(f"{path}: not a readable model file ({e})") from e
+    payload = load_torch_safe(path, "model file")
     config = payload.get("config") if isinstance(payload, dict) else None
     if isinstance(config, str):
         config = json.loads(config)

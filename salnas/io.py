@@ -11,9 +11,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from salnas.errors import SalnasError
 
 _PROVENANCE_PACKAGES = (
     "salnas",
@@ -73,6 +75,34 @@ def save_torch_atomic(path: str | os.PathLike[str], payload: Any) -> None:
     torch.save(payload, buf)
     with atomic_open(path, "wb") as fh:
         fh.write(buf.getvalue())
+
+
+def load_torch_safe(
+    path: str | os.PathLike[str],
+    what: str,
+    formats: Collection[str] = (),
+    missing_hint: str = "",
+) -> Any:
+    """The counterpart of :func:`save_torch_atomic`: ``torch.load(weights_only=True)`` on the
+    CPU, with errors that name the file and say what ``what`` (e.g. "model file") should be.
+
+    With ``formats``, the payload must be a dict whose ``"format"`` is one of them.
+    """
+    import torch
+
+    path = Path(path)
+    hint = f"; {missing_hint}" if missing_hint else ""
+    if not path.is_file():
+        raise SalnasError(f"{what} {path} does not exist{hint}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SalnasError(f"{path}: not a readable {what} ({e})") from e
+    if formats and not (isinstance(payload, dict) and payload.get("format") in formats):
+        raise SalnasError(
+            f"{path}: not a salnas {what} (format {', '.join(sorted(formats))}){hint}"
+        )
+    return payload
 
 
 def _json_default(obj: Any) -> Any:

@@ -16,7 +16,7 @@ from salnas.config import Config, config_from_dict
 from salnas.datasets import SaliencySource
 from salnas.datasets.prepare import resize_image
 from salnas.errors import SalnasError
-from salnas.io import save_torch_atomic
+from salnas.io import load_torch_safe, save_torch_atomic
 from salnas.losses import logits_to_density
 from supernet.model import SalNet, Supernet
 from supernet.space import Genome, GenomeError, SearchSpace
@@ -93,17 +93,15 @@ def save_subnet(path: Path, subnet: SalNet, genome: Genome, config: Config, **me
     save_torch_atomic(path, payload)
 
 
-def load_subnet(path: Path) -> tuple[SalNet, Genome, Config, dict[str, Any]]:
-    """Rebuild a saved standalone model (``torch.load(weights_only=True)``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SalnasError(f"model file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SalnasError(f"{path}: not a readable model file ({e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise SalnasError(f"{path}: not a salnas model file (made by `salnas supernet extract`)")
+def load_subnet(
+    path: Path, payload: dict[str, Any] | None = None
+) -> tuple[SalNet, Genome, Config, dict[str, Any]]:
+    """Rebuild a saved standalone model (``torch.load(weights_only=True)``); ``payload`` is the
+    file's content when the caller has already read it."""
+    if payload is None:
+        payload = load_torch_safe(
+            path, "model file", (MODEL_FORMAT,), "make one with `salnas supernet extract`"
+        )
     space = SearchSpace(payload["space"])
     genome = Genome.from_json(payload["genome"], space)
     net = Supernet(space, pretrained=False).extract(genome)

@@ -46,6 +46,7 @@ from salnas.datasets import (
 from salnas.errors import ConfigError, SalnasError
 from salnas.io import (
     atomic_open,
+    load_torch_safe,
     provenance,
     save_torch_atomic,
     write_json_atomic,
@@ -349,18 +350,12 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a supernet checkpoint safely (``weights_only``), with a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise SalnasError(
-            f"supernet checkpoint {path} does not exist; train one with `salnas supernet train`"
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SalnasError(f"{path}: not a readable supernet checkpoint ({e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise SalnasError(f"{path}: not a salnas supernet checkpoint (format {CHECKPOINT_FORMAT})")
-    return ckpt
+    return load_torch_safe(
+        path,
+        "supernet checkpoint",
+        (CHECKPOINT_FORMAT,),
+        missing_hint="train one with `salnas supernet train`",
+    )
 
 
 def build_supernet(config: Config, pretrained: bool | None = None) -> Supernet:
