@@ -24,7 +24,7 @@ def report_cmd(
         "--gallery-models", min=1, help="distilled Pareto models in the gallery")] = 4,
 ) -> None:
     """One self-contained HTML report of a run: summary, fronts, genes, retraining, latency."""
-    from analysis.report import write_report
+    from salnas.analysis.report import write_report
 
     path, page = write_report(run_dir, out_file, gallery, gallery_models)
     for p in page.problems:
@@ -40,7 +40,7 @@ def compare_cmd(
         "compare.html"),
 ) -> None:
     """One HTML report overlaying the fronts and hypervolumes of several runs."""
-    from analysis.report import write_compare
+    from salnas.analysis.report import write_compare
 
     path, page = write_compare(run_dirs, out_file)
     for p in page.problems:

@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.load import (
+from salnas.analysis.load import (
     ACCURACY,
     ARCHIVE,
     COST_LABELS,

@@ -27,9 +27,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import yaml
 
-from analysis import figures as F
-from analysis.figures import NoData, esc
-from analysis.load import (
+from salnas.analysis import figures as F
+from salnas.analysis.figures import NoData, esc
+from salnas.analysis.load import (
     ACCURACY,
     ARCHIVE,
     COSTS,
@@ -777,7 +777,7 @@ def _gallery(run: Run, n_images: int, max_models: int) -> str:
     from salnas.datasets import ground_truth, open_source
     from salnas.errors import SalnasError
     from salnas.evaluation import centre_bias_map
-    from supernet.subnet import load_subnet, predict_image
+    from salnas.supernet.subnet import load_subnet, predict_image
 
     models = _gallery_models(run, max_models)
     if not models:

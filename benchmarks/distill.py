@@ -25,12 +25,12 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 
 import torch  # noqa: E402
 
-from distill.trainer import SelfKDTeacher, _Learner, _optimiser, train_step  # noqa: E402
 from salnas.config import DistillConfig  # noqa: E402
+from salnas.distill.trainer import SelfKDTeacher, _Learner, _optimiser, train_step  # noqa: E402
 from salnas.losses import SaliencyLoss  # noqa: E402
-from search.latency import device_description, time_interleaved  # noqa: E402
-from supernet.model import Supernet  # noqa: E402
-from supernet.space import SearchSpace  # noqa: E402
+from salnas.search.latency import device_description, time_interleaved  # noqa: E402
+from salnas.supernet.model import Supernet  # noqa: E402
+from salnas.supernet.space import SearchSpace  # noqa: E402
 
 
 def _with_grad(fn: Callable[[], object]) -> Callable[[], object]:

@@ -23,9 +23,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.load import DISTILL  # noqa: E402
-from distill.export import load_any_model  # noqa: E402
-from search.latency import time_interleaved  # noqa: E402
+from salnas.analysis.load import DISTILL  # noqa: E402
+from salnas.distill.export import load_any_model  # noqa: E402
+from salnas.search.latency import time_interleaved  # noqa: E402
 
 METRICS = ("CC", "KLD", "NSS", "SIM", "AUC_Judd")
 

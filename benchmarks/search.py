@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the search package, when run from a checkout
 
 from salnas.config import load_config  # noqa: E402
-from search.archive import Archive  # noqa: E402
-from search.engines import ENGINES, RunContext, make_engine  # noqa: E402
-from search.hypervolume import hypervolume  # noqa: E402
-from search.oracle import FitnessOracle  # noqa: E402
-from search.problem import Objectives, SearchProblem  # noqa: E402
-from supernet.train import load_supernet, load_training_data, train_supernet  # noqa: E402
+from salnas.search.archive import Archive  # noqa: E402
+from salnas.search.engines import ENGINES, RunContext, make_engine  # noqa: E402
+from salnas.search.hypervolume import hypervolume  # noqa: E402
+from salnas.search.oracle import FitnessOracle  # noqa: E402
+from salnas.search.problem import Objectives, SearchProblem  # noqa: E402
+from salnas.supernet.train import load_supernet, load_training_data, train_supernet  # noqa: E402
 
 
 def _oracle(args: argparse.Namespace, work: Path):
@@ -95,7 +95,7 @@ def _throughput(oracle: FitnessOracle, work: Path, n: int, seed: int) -> dict[st
 
 def _latency(args: argparse.Namespace, space) -> dict[str, Any]:
     try:
-        from search.latency import LatencyTable, profile_latency, validate_table
+        from salnas.search.latency import LatencyTable, profile_latency, validate_table
     except ImportError as e:
         return {"skipped": f"search/latency.py not importable ({e})"}
     if args.lut:

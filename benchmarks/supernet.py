@@ -25,8 +25,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from salnas.losses import SaliencyLoss  # noqa: E402
-from supernet.model import Supernet  # noqa: E402
-from supernet.space import SearchSpace  # noqa: E402
+from salnas.supernet.model import Supernet  # noqa: E402
+from salnas.supernet.space import SearchSpace  # noqa: E402
 
 
 def main() -> None:

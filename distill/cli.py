@@ -140,9 +140,9 @@ def predict_cmd(
     fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npy")] = "png",
 ) -> None:
     """Write one saliency map per image, at the image's original size."""
-    from distill.export import load_any_model, model_data_settings
     from salnas.datasets import open_source, resolve_split, split_stems
-    from supernet.subnet import predict_stems
+    from salnas.distill.export import load_any_model, model_data_settings
+    from salnas.supernet.subnet import predict_stems
 
     model, resolution = load_any_model(model_path)
     source = open_source(data)

@@ -38,7 +38,7 @@ from torch import nn
 
 from salnas.errors import SalnasError
 from salnas.io import atomic_open, load_torch_safe
-from supernet.subnet import relative_difference
+from salnas.supernet.subnet import relative_difference
 
 __all__ = [
     "META_KEY",
@@ -91,7 +91,7 @@ def _dynconv_batch1(self: Any, x: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def _export_ready(model: nn.Module) -> Iterator[int | None]:
     """Temporarily give dynamic convs their batch-1 export forward; yields the fixed batch."""
-    from supernet.ops import DynamicConv2d
+    from salnas.supernet.ops import DynamicConv2d
 
     patched = [m for m in model.modules() if isinstance(m, DynamicConv2d)]
     for m in patched:
@@ -270,8 +270,8 @@ def load_any_model(path: str | Path) -> tuple[ModelFn, tuple[int, int]]:
             raise SalnasError(f"{path}: not a readable TorchScript model ({e})") from e
         return module.eval(), _resolution(extra[META_KEY], path)
     if suffix == ".pt":
-        from distill.peers import PEER_FORMAT, load_peer
-        from supernet.subnet import MODEL_FORMAT, load_subnet
+        from salnas.distill.peers import PEER_FORMAT, load_peer
+        from salnas.supernet.subnet import MODEL_FORMAT, load_subnet
 
         payload = load_torch_safe(path, "model file", (MODEL_FORMAT, PEER_FORMAT))
         if payload["format"] == PEER_FORMAT:

@@ -36,11 +36,11 @@ from salnas.config import Config, DistillConfig, dump_config
 from salnas.errors import ConfigError, SalnasError
 from salnas.evaluation import Target, centre_bias_map, load_targets, score_maps, summarise
 from salnas.io import atomic_open, file_sha1, provenance, write_json_atomic, write_text_atomic
-from supernet.costs import count_params_flops
-from supernet.model import SalNet, Supernet
-from supernet.space import Genome, GenomeError, SearchSpace
-from supernet.subnet import predict_image, save_subnet
-from supernet.train import TrainingData, calibrated_subnet, load_supernet, load_training_data
+from salnas.supernet.costs import count_params_flops
+from salnas.supernet.model import SalNet, Supernet
+from salnas.supernet.space import Genome, GenomeError, SearchSpace
+from salnas.supernet.subnet import predict_image, save_subnet
+from salnas.supernet.train import TrainingData, calibrated_subnet, load_supernet, load_training_data
 
 from .energy import track_energy
 from .export import export_onnx, export_torchscript, onnx_available
@@ -224,7 +224,7 @@ def resolve_supernet(search_dir: Path, supernet: Path | None,
 def _latency_ms(model: nn.Module, resolution: tuple[int, int], cfg: DistillConfig) -> float:
     """Batch-1 CPU latency (median), with the search stage's timer."""
     try:
-        from search.latency import measure_latency_ms
+        from salnas.search.latency import measure_latency_ms
     except ImportError:  # search stage not installed: a plain median of repeats
         return _median_latency_ms(model, resolution, cfg)
     return measure_latency_ms(model, resolution, device="cpu", threads=cfg.latency_threads,
@@ -274,7 +274,7 @@ class DistillRun:
     def __init__(self, config: Config, search_dir: Path, out_dir: Path, *,
                  data_spec: str | None = None, supernet: Path | None = None,
                  progress: bool = True) -> None:
-        from supernet.train import resolve_device
+        from salnas.supernet.train import resolve_device
 
         self.cfg = cfg = config.distill
         self.search_dir, self.out_dir, self.progress = Path(search_dir), Path(out_dir), progress

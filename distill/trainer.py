@@ -39,7 +39,7 @@ from salnas.datasets import SaliencyDataset
 from salnas.errors import ConfigError
 from salnas.losses import SaliencyLoss, logits_to_density
 from salnas.metrics import HIGHER_IS_BETTER
-from supernet.train import (
+from salnas.supernet.train import (
     Dist,
     TrainingData,
     _batches,

@@ -230,11 +230,11 @@ def config_show(
 
 def _register_stages() -> None:
     """Stage packages add their commands here (the CLI is the one place that composes them)."""
-    from analysis.cli import compare_cmd, report_cmd
-    from distill.cli import distill_cmd, predict_cmd
-    from search.cli import search_cmd
-    from search.latency_cli import app as latency_app
-    from supernet.cli import app as supernet_app
+    from salnas.analysis.cli import compare_cmd, report_cmd
+    from salnas.distill.cli import distill_cmd, predict_cmd
+    from salnas.search.cli import search_cmd
+    from salnas.search.latency_cli import app as latency_app
+    from salnas.supernet.cli import app as supernet_app
 
     app.add_typer(supernet_app, name="supernet")
     app.command("search")(search_cmd)

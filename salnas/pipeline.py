@@ -34,7 +34,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _supernet_done(run_dir: Path, config: Config) -> bool:
-    from supernet.train import load_checkpoint
+    from salnas.supernet.train import load_checkpoint
 
     ckpt = run_dir / "supernet" / "supernet.pt"
     return ckpt.is_file() and int(load_checkpoint(ckpt)["epoch"]) >= config.supernet.epochs
@@ -44,12 +44,12 @@ def run_pipeline(
     config: Config, run_dir: Path, progress: bool = True, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run or resume every stage; returns the ``stages`` record written to RUN/run.json."""
-    from analysis.report import write_report
-    from distill.run import run_distill
+    from salnas.analysis.report import write_report
     from salnas.datasets import open_source
+    from salnas.distill.run import run_distill
     from salnas.evaluation import compute_baselines
-    from search.cli import run_search
-    from supernet.train import load_training_data, train_supernet
+    from salnas.search.cli import run_search
+    from salnas.supernet.train import load_training_data, train_supernet
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

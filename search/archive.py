@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from salnas.errors import SalnasError
-from supernet.train import VAL_METRICS
+from salnas.supernet.train import VAL_METRICS
 
 __all__ = [
     "COLUMNS", "METRICS", "VOLATILE_COLUMNS", "Archive", "format_value", "parse_value", "worker_id",

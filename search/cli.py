@@ -33,7 +33,7 @@ def fingerprint(config: Config, supernet_sha1: str) -> dict[str, Any]:
 
 def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     from salnas.io import atomic_open
-    from search.archive import format_value
+    from salnas.search.archive import format_value
 
     with atomic_open(path, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -48,10 +48,10 @@ class SearchRun:
                  progress: bool = True) -> None:
         import torch
 
-        from search.archive import Archive
-        from search.oracle import FitnessOracle, latency_model
-        from search.problem import Objectives, SearchProblem
-        from supernet.train import load_supernet, load_training_data, resolve_device
+        from salnas.search.archive import Archive
+        from salnas.search.oracle import FitnessOracle, latency_model
+        from salnas.search.problem import Objectives, SearchProblem
+        from salnas.supernet.train import load_supernet, load_training_data, resolve_device
 
         cfg = config.search
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
@@ -61,7 +61,7 @@ class SearchRun:
                               f"search.engine {cfg.engine!r}")
         self.storage: Any = None
         if cfg.storage is not None:  # unreachable storage: fail before anything is written
-            from search.engines.optuna_engine import open_storage
+            from salnas.search.engines.optuna_engine import open_storage
 
             self.storage = open_storage(cfg.storage)
         supernet = Path(supernet)
@@ -123,7 +123,7 @@ class SearchRun:
     def _bounds(self) -> dict[str, list[float]]:
         """Fixed normalisation bounds; cost bounds come from the max genome, once per directory
         (the first worker writes them, resumes and other workers reuse them)."""
-        from search.problem import COSTS
+        from salnas.search.problem import COSTS
 
         with self.archive.locked():
             saved = self._saved()
@@ -175,8 +175,8 @@ class SearchRun:
 
     def write_outputs(self, generation: int | None = None) -> float:
         """pareto.csv and hv_history.csv from the whole archive; returns the current HV."""
-        from search.archive import COLUMNS
-        from search.hypervolume import HV_FIELDS, hv_history, pareto_front
+        from salnas.search.archive import COLUMNS
+        from salnas.search.hypervolume import HV_FIELDS, hv_history, pareto_front
 
         records = self.archive.records()
         history = hv_history(records, self.objectives)
@@ -194,7 +194,7 @@ class SearchRun:
         import torch
         from tqdm.auto import tqdm
 
-        from search.engines import RunContext, make_engine
+        from salnas.search.engines import RunContext, make_engine
 
         cfg = self.config.search
         context = RunContext(

@@ -20,7 +20,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from search.problem import Objectives
+from salnas.search.problem import Objectives
 
 __all__ = ["HV_FIELDS", "hv_history", "hypervolume", "pareto_front"]
 

@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 from salnas.errors import SalnasError
 from salnas.io import provenance, write_json_atomic
-from supernet.model import Supernet
-from supernet.space import Genome, GenomeError, SearchSpace
+from salnas.supernet.model import Supernet
+from salnas.supernet.space import Genome, GenomeError, SearchSpace
 
 __all__ = [
     "LUT_FORMAT",

@@ -29,7 +29,7 @@ JsonOpt = Annotated[
 
 def _space(config: Path | None):
     from salnas.config import load_config
-    from supernet.space import GenomeError, SearchSpace
+    from salnas.supernet.space import GenomeError, SearchSpace
 
     try:
         return SearchSpace(load_config(config).supernet.space or None)
@@ -57,7 +57,7 @@ def _print_validation(report: dict[str, Any], title: str) -> None:
 
 
 def _warn_if_busy(loads: list[float | None], device: dict[str, Any]) -> None:
-    from search.latency import busy_warning
+    from salnas.search.latency import busy_warning
 
     warning = busy_warning(loads, device)
     if warning:
@@ -97,7 +97,7 @@ def profile_cmd(
     The default space (3 resolutions, about 1000 entries) takes minutes at the default
     repeats; a config restricting supernet.space.resolutions is proportionally faster.
     """
-    from search.latency import profile_latency
+    from salnas.search.latency import profile_latency
 
     if device not in ("cpu", "cuda"):
         raise SalnasError(f"--device must be cpu or cuda, got {device!r}")
@@ -148,7 +148,7 @@ def validate_cmd(
     Uses the table's device, thread count and statistic; also reports rank agreement.
     """
     from salnas.io import write_json_atomic
-    from search.latency import LatencyTable, validate_table
+    from salnas.search.latency import LatencyTable, validate_table
 
     table = LatencyTable.load(lut)
     report = validate_table(table, n, warmup=warmup, repeats=repeats, seed=seed,
@@ -173,8 +173,8 @@ def predict_cmd(
     genome: Annotated[str, typer.Option("--genome", help="max, min, random:SEED or FILE.json")],
 ) -> None:
     """Predicted latency of one genome, with its breakdown by part."""
-    from search.latency import LatencyTable
-    from supernet.subnet import parse_genome
+    from salnas.search.latency import LatencyTable
+    from salnas.supernet.subnet import parse_genome
 
     table = LatencyTable.load(lut)
     g = parse_genome(table.space, genome)

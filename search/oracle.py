@@ -35,12 +35,12 @@ from salnas.config import LatencyConfig
 from salnas.datasets import SaliencyDataset
 from salnas.errors import ConfigError, SalnasError
 from salnas.losses import logits_to_density
-from search.archive import METRICS, Archive, worker_id
-from supernet.bn import recalibrate_bn
-from supernet.costs import count_params_flops
-from supernet.model import Supernet
-from supernet.space import Genome
-from supernet.train import Dist, TrainingData, _batches, _resized_batches
+from salnas.search.archive import METRICS, Archive, worker_id
+from salnas.supernet.bn import recalibrate_bn
+from salnas.supernet.costs import count_params_flops
+from salnas.supernet.model import Supernet
+from salnas.supernet.space import Genome
+from salnas.supernet.train import Dist, TrainingData, _batches, _resized_batches
 
 __all__ = ["FitnessOracle", "LatencyModel", "LutLatency", "MeasuredLatency", "latency_model"]
 
@@ -59,7 +59,7 @@ class MeasuredLatency:
     source = "measured"
 
     def __init__(self, cfg: LatencyConfig) -> None:
-        from search.latency import measure_latency_ms  # the latency engineer's module
+        from salnas.search.latency import measure_latency_ms  # the latency engineer's module
 
         self._measure = measure_latency_ms
         self.cfg = cfg
@@ -80,7 +80,7 @@ class LutLatency:
     source = "lut"
 
     def __init__(self, path: str, space: Any) -> None:
-        from search.latency import LatencyTable
+        from salnas.search.latency import LatencyTable
 
         try:
             self.table = LatencyTable.load(path, space=space)

@@ -24,8 +24,8 @@ import numpy as np
 from salnas.config import SearchConfig
 from salnas.errors import ConfigError
 from salnas.metrics import HIGHER_IS_BETTER
-from search.archive import METRICS
-from supernet.space import Genome
+from salnas.search.archive import METRICS
+from salnas.supernet.space import Genome
 
 __all__ = [
     "COSTS",

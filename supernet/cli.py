@@ -23,7 +23,7 @@ def space_cmd(
 ) -> None:
     """Print the genes of the search space, their choices and the size of the space."""
     from salnas.config import load_config
-    from supernet.space import SearchSpace
+    from salnas.supernet.space import SearchSpace
 
     space = SearchSpace(load_config(config).supernet.space or None)
     table = Table(title="search space")
@@ -54,7 +54,7 @@ def train_cmd(
 ) -> None:
     """Train the supernet with the sandwich rule (torchrun for several processes)."""
     from salnas.config import load_config
-    from supernet.train import train_supernet
+    from salnas.supernet.train import train_supernet
 
     overrides: dict[str, object] = {}
     if data is not None:
@@ -93,10 +93,10 @@ def extract_cmd(
 ) -> None:
     """Build a standalone model of one subnet (plain Conv/BN, recalibrated BatchNorm)."""
     from salnas.config import load_config  # noqa: F401  (keeps import errors early)
-    from supernet.bn import recalibrate_bn
-    from supernet.costs import count_params_flops
-    from supernet.subnet import parse_genome, save_subnet, verify_extraction
-    from supernet.train import _resized_batches, load_supernet, load_training_data
+    from salnas.supernet.bn import recalibrate_bn
+    from salnas.supernet.costs import count_params_flops
+    from salnas.supernet.subnet import parse_genome, save_subnet, verify_extraction
+    from salnas.supernet.train import _resized_batches, load_supernet, load_training_data
 
     model, config, _ = load_supernet(checkpoint, weights)
     if data is not None:

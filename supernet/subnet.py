@@ -18,8 +18,8 @@ from salnas.datasets.prepare import resize_image
 from salnas.errors import SalnasError
 from salnas.io import load_torch_safe, save_torch_atomic
 from salnas.losses import logits_to_density
-from supernet.model import SalNet, Supernet
-from supernet.space import Genome, GenomeError, SearchSpace
+from salnas.supernet.model import SalNet, Supernet
+from salnas.supernet.space import Genome, GenomeError, SearchSpace
 
 MODEL_FORMAT = "salnas-model-v1"
 

@@ -53,9 +53,9 @@ from salnas.io import (
     write_text_atomic,
 )
 from salnas.losses import SaliencyLoss, logits_to_density
-from supernet.bn import recalibrate_bn
-from supernet.model import Supernet
-from supernet.space import Genome, SearchSpace
+from salnas.supernet.bn import recalibrate_bn
+from salnas.supernet.model import Supernet
+from salnas.supernet.space import Genome, SearchSpace
 
 CHECKPOINT_FORMAT = "salnas-supernet-v1"
 VAL_METRICS = ("CC", "KLD", "NSS", "SIM", "AUC_Judd")

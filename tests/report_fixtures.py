@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.load import (
+from salnas.analysis.load import (
     ACCURACY,
     ARCHIVE,
     BASELINES_JSON,
@@ -93,7 +93,7 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
                   n_distilled: int = 3, models: bool = True,
                   config: Mapping[str, Any] | None = None) -> Path:
     """Write ``root/name`` with the files of ``stages``; returns the run directory."""
-    from supernet.space import SearchSpace
+    from salnas.supernet.space import SearchSpace
 
     run = Path(root) / name
     run.mkdir(parents=True, exist_ok=True)
@@ -212,9 +212,9 @@ def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
                    rng: np.random.Generator, n_distilled: int, models: bool) -> None:
     import torch
 
-    from supernet.model import Supernet
-    from supernet.space import Genome
-    from supernet.subnet import save_subnet
+    from salnas.supernet.model import Supernet
+    from salnas.supernet.space import Genome
+    from salnas.supernet.subnet import save_subnet
 
     ddir = run / "distill"
     ddir.mkdir(exist_ok=True)
@@ -274,7 +274,7 @@ _BUILT: dict[Path, tuple[Path, Any]] = {}
 
 def built_report(base: Path) -> tuple[Path, Any]:
     """(report.html, its Page) of the full fake run under ``base``, built once."""
-    from analysis.report import write_report
+    from salnas.analysis.report import write_report
 
     if base not in _BUILT:
         run = make_fake_run(base, RUN_NAME, config={"search": {"study_name": INJECTED}})

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from distill.energy import track_energy
+from salnas.distill.energy import track_energy
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import importlib.util
 import pytest
 import torch
 
-from distill.export import export_onnx, export_torchscript, load_any_model
-from distill.peers import CSNet, save_peer
 from salnas.config import config_from_dict
+from salnas.distill.export import export_onnx, export_torchscript, load_any_model
+from salnas.distill.peers import CSNet, save_peer
 from salnas.errors import SalnasError
-from supernet.model import Supernet
-from supernet.space import SearchSpace
-from supernet.subnet import relative_difference, save_subnet
+from salnas.supernet.model import Supernet
+from salnas.supernet.space import SearchSpace
+from salnas.supernet.subnet import relative_difference, save_subnet
 
 SPACE = {"resolutions": [[32, 64], [64, 96]],
          "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]]}

@@ -12,13 +12,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import distill.run as stage
-from distill.export import export_metadata, load_any_model
+import salnas.distill.run as stage
 from salnas.cli import app
 from salnas.config import config_from_dict
+from salnas.distill.export import export_metadata, load_any_model
 from salnas.errors import ConfigError, SalnasError
-from supernet.space import SearchSpace
-from supernet.train import CHECKPOINT_FORMAT, build_supernet, save_checkpoint
+from salnas.supernet.space import SearchSpace
+from salnas.supernet.train import CHECKPOINT_FORMAT, build_supernet, save_checkpoint
 
 SPACE = {"resolutions": [[32, 64], [64, 96]],
          "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]]}

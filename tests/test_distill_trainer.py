@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import distill.trainer as trainer
+import salnas.distill.trainer as trainer
 from salnas.config import DistillConfig, config_from_dict
-from supernet.model import Supernet
-from supernet.space import SearchSpace
-from supernet.train import load_training_data
+from salnas.supernet.model import Supernet
+from salnas.supernet.space import SearchSpace
+from salnas.supernet.train import load_training_data
 
 SPACE = {"resolutions": [[32, 64], [64, 96]],
          "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]]}

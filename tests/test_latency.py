@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from salnas.cli import app
 from salnas.errors import SalnasError
-from search.latency import (
+from salnas.search.latency import (
     LatencyTable,
     _fit_overhead,
     busy_warning,
@@ -29,7 +29,7 @@ from search.latency import (
     time_interleaved,
     validate_table,
 )
-from supernet.space import Genome, SearchSpace
+from salnas.supernet.space import Genome, SearchSpace
 
 # The TINY space of tests/test_supernet_train.py.
 TINY_SPACE = {

@@ -23,8 +23,8 @@ from report_fixtures import INJECTED, RUN_NAME, built_report, make_fake_run
 from scipy.stats import kendalltau, spearmanr
 from typer.testing import CliRunner
 
-from analysis import load_run
-from analysis.load import (
+from salnas.analysis import load_run
+from salnas.analysis.load import (
     ACCURACY,
     ARCHIVE,
     DISTILL,
@@ -36,7 +36,7 @@ from analysis.load import (
     kd_summary,
     rank_fidelity,
 )
-from analysis.report import build_report, gallery_html, write_compare, write_report
+from salnas.analysis.report import build_report, gallery_html, write_compare, write_report
 from salnas.cli import app
 from salnas.errors import SalnasError
 
@@ -54,9 +54,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, str]
 # ---------------------------------------------------------------- the column contract
 def test_loader_constants_match_the_stages() -> None:
     """The loader's column names are the stages' own (fails when a stage renames one)."""
-    archive = pytest.importorskip("search.archive")
-    hypervolume = pytest.importorskip("search.hypervolume")
-    train = pytest.importorskip("supernet.train")
+    archive = pytest.importorskip("salnas.search.archive")
+    hypervolume = pytest.importorskip("salnas.search.hypervolume")
+    train = pytest.importorskip("salnas.supernet.train")
     assert archive.METRICS == ACCURACY == train.VAL_METRICS
     for name in (ARCHIVE.id, ARCHIVE.genome, ARCHIVE.feasible, ARCHIVE.scored, ARCHIVE.engine,
                  ARCHIVE.generation, ARCHIVE.wall_s, ARCHIVE.latency, ARCHIVE.latency_source,
@@ -68,7 +68,7 @@ def test_loader_constants_match_the_stages() -> None:
                  TRAIN_LOG.img_per_s):
         assert name in train.LOG_FIELDS, name
     assert TRAIN_LOG.kept_epoch == train.KEPT_EPOCH
-    distill = pytest.importorskip("distill.run")
+    distill = pytest.importorskip("salnas.distill.run")
     assert set(distill.ARMS) == {DISTILL.selfkd, DISTILL.baseline}
 
 
@@ -330,7 +330,7 @@ def test_report_moves_with_its_run_directory(report, tmp_path: Path) -> None:
 def test_loader_reads_what_the_stage_writers_write(tmp_path: Path) -> None:
     """Files written by the stages' own writers (not the fixture's) load with the right types;
     the supernet's files may also sit in RUN_DIR/supernet/."""
-    archive_mod = pytest.importorskip("search.archive")
+    archive_mod = pytest.importorskip("salnas.search.archive")
     run_dir = make_fake_run(tmp_path, models=False, stages=("supernet",))
     (run_dir / "supernet").mkdir()
     for name in ("train_log.csv", "run.json", "split.json"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from salnas.errors import SalnasError
-from search.archive import COLUMNS, Archive, worker_id
+from salnas.search.archive import COLUMNS, Archive, worker_id
 
 
 def record(i: int, **kw) -> dict:

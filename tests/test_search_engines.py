@@ -24,11 +24,11 @@ import yaml
 from salnas.config import config_from_dict
 from salnas.datasets import SaliencyDataset
 from salnas.errors import ConfigError, SalnasError
-from search.archive import VOLATILE_COLUMNS, Archive
-from search.cli import SearchRun, run_search
-from search.engines import ENGINES
-from search.oracle import FitnessOracle, LutLatency, MeasuredLatency
-from supernet.train import (
+from salnas.search.archive import VOLATILE_COLUMNS, Archive
+from salnas.search.cli import SearchRun, run_search
+from salnas.search.engines import ENGINES
+from salnas.search.oracle import FitnessOracle, LutLatency, MeasuredLatency
+from salnas.supernet.train import (
     calibrated_subnet,
     load_supernet,
     load_training_data,
@@ -141,7 +141,7 @@ def test_oracle_scores_like_validate_and_never_touches_the_supernet(supernet, tm
 
 
 def test_budgets_reject_before_scoring_and_latency_models(supernet, tmp_path, monkeypatch):
-    from search.latency import LatencyTable, entry_keys
+    from salnas.search.latency import LatencyTable, entry_keys
 
     model, cfg, _ = load_supernet(supernet)
     data = load_training_data(cfg, supernet.parent, progress=False)
@@ -313,7 +313,7 @@ def _two_workers(supernet: Path, tmp_path: Path, storage: str, study: str) -> Pa
 def _check_study(storage: str, study: str) -> None:
     import optuna
 
-    from search.engines.optuna_engine import open_storage
+    from salnas.search.engines.optuna_engine import open_storage
 
     trials = optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials(
         states=(optuna.trial.TrialState.COMPLETE,))
@@ -333,7 +333,7 @@ POSTGRES = os.environ.get("SALNAS_TEST_POSTGRES_URL", "postgresql://postgres@127
 def _postgres_or_skip() -> str:
     import sqlalchemy
 
-    from search.engines.optuna_engine import database_url
+    from salnas.search.engines.optuna_engine import database_url
 
     try:
         engine = sqlalchemy.create_engine(database_url(POSTGRES),
@@ -353,7 +353,7 @@ def _postgres_or_skip() -> str:
 def test_two_workers_share_a_postgres_study(supernet, tmp_path):
     import optuna
 
-    from search.engines.optuna_engine import open_storage
+    from salnas.search.engines.optuna_engine import open_storage
 
     url = _postgres_or_skip()
     study = f"salnas-test-{uuid.uuid4().hex[:12]}"

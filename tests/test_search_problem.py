@@ -9,10 +9,10 @@ import pytest
 
 from salnas.config import SearchConfig, config_from_dict
 from salnas.errors import ConfigError, SalnasError
-from search.engines.base import RunContext, initial_population
-from search.hypervolume import hv_history, hypervolume, pareto_front
-from search.problem import OBJECTIVES, Objectives, SearchProblem
-from supernet.space import SearchSpace
+from salnas.search.engines.base import RunContext, initial_population
+from salnas.search.hypervolume import hv_history, hypervolume, pareto_front
+from salnas.search.problem import OBJECTIVES, Objectives, SearchProblem
+from salnas.supernet.space import SearchSpace
 
 
 def objectives(names=("CC", "flops"), budgets=None, **kw) -> Objectives:
@@ -145,7 +145,7 @@ def test_early_exit_draws_only_under_the_thresholds():
 def test_random_reset_mutation_stays_in_bounds_and_jumps():
     from pymoo.core.problem import Problem
 
-    from search.engines.pymoo_nsga2 import RandomResetMutation
+    from salnas.search.engines.pymoo_nsga2 import RandomResetMutation
 
     problem = Problem(n_var=8, n_obj=1, xl=np.zeros(8), xu=np.full(8, 3), vtype=int)
     X = np.zeros((2000, 8))

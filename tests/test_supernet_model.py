@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from supernet.bn import recalibrate_bn
-from supernet.costs import count_params_flops, flop_analysis
-from supernet.model import SalNet, Supernet
-from supernet.ops import (
+from salnas.supernet.bn import recalibrate_bn
+from salnas.supernet.costs import count_params_flops, flop_analysis
+from salnas.supernet.model import SalNet, Supernet
+from salnas.supernet.ops import (
     Conv2dSame,
     DynamicConv2d,
     ElasticBatchNorm2d,
@@ -20,7 +20,7 @@ from supernet.ops import (
     ElasticDynamicConv2d,
     anneal_temperature,
 )
-from supernet.space import Genome, default_space, random_genome
+from salnas.supernet.space import Genome, default_space, random_genome
 
 RES = (64, 96)
 SPACE = default_space()
@@ -167,7 +167,7 @@ def test_recalibrate_bn_is_exact_and_deterministic(net: Supernet) -> None:
 def test_pretrained_lite0_classifies_a_cat() -> None:
     """Proof of the key mapping: Lite0's own ImageNet head on the supernet's max encoder."""
     skimage = pytest.importorskip("skimage")
-    from supernet.pretrained import imagenet_classifier, lite0_key_map, lite0_state_dict
+    from salnas.supernet.pretrained import imagenet_classifier, lite0_key_map, lite0_state_dict
 
     sd = lite0_state_dict()
     keys = lite0_key_map([s.repeats for s in SPACE.stages], [s.expand for s in SPACE.stages])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supernet.space import (
+from salnas.supernet.space import (
     DEFAULT_CONFIG,
     Genome,
     GenomeError,

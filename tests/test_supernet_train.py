@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from salnas.cli import app
 from salnas.config import config_from_dict
 from salnas.errors import SalnasError
-from supernet.space import SearchSpace
-from supernet.train import (
+from salnas.supernet.space import SearchSpace
+from salnas.supernet.train import (
     PROGRESSIVE_PHASES,
     load_checkpoint,
     load_supernet,

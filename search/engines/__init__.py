@@ -6,8 +6,8 @@ constraints, record out), the space's integer bounds and a :class:`RunContext`.
 
 from __future__ import annotations
 
-from search.engines.base import Engine, RunContext, early_exit_population, initial_population
-from search.problem import SearchProblem
+from salnas.search.engines.base import Engine, RunContext, early_exit_population, initial_population
+from salnas.search.problem import SearchProblem
 
 __all__ = [
     "ENGINES",
@@ -24,15 +24,15 @@ ENGINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random")
 def make_engine(name: str, problem: SearchProblem, context: RunContext) -> Engine:
     """The engine called ``name`` (``search.engine``)."""
     if name == "nsga2":
-        from search.engines.pymoo_nsga2 import PymooNSGA2
+        from salnas.search.engines.pymoo_nsga2 import PymooNSGA2
 
         return PymooNSGA2(problem, context)
     if name in ("optuna-nsga2", "optuna-tpe"):
-        from search.engines.optuna_engine import OptunaEngine
+        from salnas.search.engines.optuna_engine import OptunaEngine
 
         return OptunaEngine(problem, context, name.split("-", 1)[1])
     if name == "random":
-        from search.engines.random_search import RandomSearch
+        from salnas.search.engines.random_search import RandomSearch
 
         return RandomSearch(problem, context)
     raise ValueError(f"unknown engine {name!r}; known: {ENGINES}")

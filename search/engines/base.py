@@ -11,8 +11,8 @@ import numpy as np
 
 from salnas.config import SearchConfig
 from salnas.errors import SalnasError
-from search.problem import SearchProblem
-from supernet.space import Genome, SearchSpace
+from salnas.search.problem import SearchProblem
+from salnas.supernet.space import Genome, SearchSpace
 
 __all__ = [
     "Engine", "RunContext", "anchor_genomes", "early_exit_population", "initial_population",

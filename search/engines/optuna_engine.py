@@ -28,9 +28,9 @@ import optuna
 from optuna.trial import TrialState
 
 from salnas.errors import SalnasError
-from search.archive import worker_id
-from search.engines.base import Engine, initial_population
-from supernet.space import Genome
+from salnas.search.archive import worker_id
+from salnas.search.engines.base import Engine, initial_population
+from salnas.supernet.space import Genome
 
 __all__ = ["OptunaEngine", "database_url", "open_storage"]
 

@@ -30,8 +30,8 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
-from search.engines.base import Engine, RunContext, initial_population
-from search.problem import SearchProblem
+from salnas.search.engines.base import Engine, RunContext, initial_population
+from salnas.search.problem import SearchProblem
 
 __all__ = [
     "CanonicalRepair", "GenomeProblem", "PymooNSGA2", "RandomResetMutation", "SeededSampling",

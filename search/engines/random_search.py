@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.engines.base import Engine, initial_population
+from salnas.search.engines.base import Engine, initial_population
 
 __all__ = ["RandomSearch"]
 
