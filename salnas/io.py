@@ -163,3 +163,23 @@ def file_sha1(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json(path: Path, *, missing_ok: bool = True) -> Any:
+    """A JSON file's content; ``None`` when it does not exist and ``missing_ok``.
+
+    An unreadable or invalid file is an error naming it (never silently taken as empty).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise SalnasError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SalnasError(f"{path}: cannot be read ({e})") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise SalnasError(f"{path}: not valid JSON ({e})") from None
