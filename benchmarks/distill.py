@@ -26,10 +26,11 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 import torch  # noqa: E402
 
 from salnas.config import DistillConfig  # noqa: E402
-from salnas.distill.trainer import SelfKDTeacher, _Learner, _optimiser, train_step  # noqa: E402
+from salnas.distill.trainer import Learner, SelfKDTeacher, train_step  # noqa: E402
 from salnas.losses import SaliencyLoss  # noqa: E402
 from salnas.search.latency import device_description, time_interleaved  # noqa: E402
 from salnas.supernet.model import Supernet  # noqa: E402
+from salnas.supernet.optim import make_optimizer  # noqa: E402
 from salnas.supernet.space import SearchSpace  # noqa: E402
 
 
@@ -74,7 +75,7 @@ def main() -> None:
         teacher = SelfKDTeacher(net) if arm == "selfkd" else None
         if teacher is not None:
             teacher.update(net)  # ready: the Self-KD step runs the teacher
-        learners[arm] = _Learner(net, _optimiser(net, cfg, pretrained=True), None, teacher)  # type: ignore[arg-type]
+        learners[arm] = Learner(net, make_optimizer(net, cfg, pretrained=True), None, teacher)  # type: ignore[arg-type]
     steps = [_with_grad(partial(train_step, learners[arm], batch, res, loss_fn, cfg.alpha,
                                 cfg.grad_clip, torch.device("cpu")))
              for arm in ("baseline", "selfkd")]

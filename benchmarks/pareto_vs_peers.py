@@ -23,11 +23,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from salnas.analysis.load import DISTILL  # noqa: E402
 from salnas.distill.export import load_any_model  # noqa: E402
+from salnas.layout import DISTILL, ORACLE_METRICS, RESULTS_CSV  # noqa: E402
 from salnas.search.latency import time_interleaved  # noqa: E402
 
-METRICS = ("CC", "KLD", "NSS", "SIM", "AUC_Judd")
+METRICS = ORACLE_METRICS
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
     distill_dir = args.run / "distill" if (args.run / "distill").is_dir() else args.run
-    results = pd.read_csv(distill_dir / "results.csv")
+    results = pd.read_csv(distill_dir / RESULTS_CSV)
 
     # One model file per architecture: latency depends on the architecture, not the weights.
     first = results.sort_values([DISTILL.seed, DISTILL.arm]).groupby(DISTILL.arch).first()

@@ -26,13 +26,13 @@ import torch  # noqa: E402
 
 from salnas.config import DistillConfig, load_config  # noqa: E402
 from salnas.datasets import open_source  # noqa: E402
+from salnas.datasets.training import load_training_data  # noqa: E402
 from salnas.distill.trainer import train_standalone  # noqa: E402
 from salnas.evaluation import centre_bias_map, load_targets, score_maps, summarise  # noqa: E402
 from salnas.supernet.costs import count_params_flops  # noqa: E402
 from salnas.supernet.model import Supernet  # noqa: E402
 from salnas.supernet.space import SearchSpace  # noqa: E402
 from salnas.supernet.subnet import predict_image  # noqa: E402
-from salnas.supernet.train import load_training_data  # noqa: E402
 
 
 def main() -> None:

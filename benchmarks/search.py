@@ -39,12 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the search package, when run from a checkout
 
 from salnas.config import load_config  # noqa: E402
+from salnas.datasets.training import load_training_data  # noqa: E402
 from salnas.search.archive import Archive  # noqa: E402
 from salnas.search.engines import ENGINES, RunContext, make_engine  # noqa: E402
 from salnas.search.hypervolume import hypervolume  # noqa: E402
 from salnas.search.oracle import FitnessOracle  # noqa: E402
 from salnas.search.problem import Objectives, SearchProblem  # noqa: E402
-from salnas.supernet.train import load_supernet, load_training_data, train_supernet  # noqa: E402
+from salnas.supernet.checkpoint import load_supernet  # noqa: E402
+from salnas.supernet.train import train_supernet  # noqa: E402
 
 
 def _oracle(args: argparse.Namespace, work: Path):

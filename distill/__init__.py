@@ -2,6 +2,6 @@
 
 ``trainer`` trains one model (with or without the Self-KD teacher), ``peers`` holds the
 hand-designed reference models, ``energy`` wraps training in codecarbon's offline tracker,
-``export`` writes and reads TorchScript / ONNX models, ``run`` is the stage itself and ``cli``
-its ``salnas distill`` command.
+``export`` writes and reads TorchScript / ONNX models, ``run`` is the stage itself, ``stage``
+its runner for ``salnas run`` and ``cli`` its ``salnas distill`` command.
 """

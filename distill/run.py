@@ -21,7 +21,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,18 +29,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
 from torch import nn
 from tqdm.auto import tqdm
 
 from salnas.config import Config, DistillConfig, dump_config
+from salnas.datasets.training import TrainingData, load_training_data
 from salnas.errors import ConfigError, SalnasError
 from salnas.evaluation import Target, centre_bias_map, load_targets, score_maps, summarise
-from salnas.io import atomic_open, file_sha1, provenance, write_json_atomic, write_text_atomic
+from salnas.io import (
+    atomic_open,
+    file_sha1,
+    provenance,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
+from salnas.layout import (
+    ARMS,
+    CONFIG_YAML,
+    DISTILL_JSON,
+    ORACLE_METRICS,
+    PARETO_CSV,
+    RESULT_JSON,
+    RESULTS_CSV,
+    SEARCH_JSON,
+    SPLIT_JSON,
+    TRAIN_LOG_CSV,
+    Status,
+    check_fingerprint,
+)
+from salnas.supernet.checkpoint import load_supernet
 from salnas.supernet.costs import count_params_flops
+from salnas.supernet.evaluate import calibrated_subnet
 from salnas.supernet.model import SalNet, Supernet
 from salnas.supernet.space import Genome, GenomeError, SearchSpace
 from salnas.supernet.subnet import predict_image, save_subnet
-from salnas.supernet.train import TrainingData, calibrated_subnet, load_supernet, load_training_data
 
 from .energy import track_energy
 from .export import export_onnx, export_torchscript, onnx_available
@@ -57,19 +81,18 @@ __all__ = [
     "select_crowding",
 ]
 
-ARMS = ("selfkd", "baseline")
-RESULT_FILE = "result.json"
+RESULT_FILE = RESULT_JSON  # an arm is finished exactly when its result.json exists
 # Settings that may change between a run and its resume (what and where, not how).
 _RESUMABLE = ("select", "ids", "time_budget_s", "peers", "seeds", "threads", "device",
               "export_onnx", "track_energy", "country_iso_code", "latency_repeats",
               "latency_threads")
-_OBJECTIVE_FALLBACK = ("CC", "KLD", "NSS", "SIM", "AUC_Judd", "params", "flops", "latency_ms")
+_OBJECTIVE_FALLBACK = (*ORACLE_METRICS, "params", "flops", "latency_ms")
 
 
 # ---------------------------------------------------------------- selection
 def read_pareto(search_dir: Path) -> pd.DataFrame:
     """``pareto.csv`` of a search, with ``id`` and ``genome`` checked (ids as strings)."""
-    path = Path(search_dir) / "pareto.csv"
+    path = Path(search_dir) / PARETO_CSV
     if not path.is_file():
         raise SalnasError(f"{path} does not exist; run `salnas search` first (or pass the "
                           "search folder with --search)")
@@ -86,17 +109,20 @@ def read_pareto(search_dir: Path) -> pd.DataFrame:
 
 
 def crowding_distance(f: np.ndarray) -> np.ndarray:
-    """NSGA-II crowding distance of the rows of ``f`` (n, m): boundary points are infinite."""
-    n, m = f.shape
-    dist = np.zeros(n)
+    """NSGA-II crowding distance of the rows of ``f`` (n, m): pymoo's, whose boundary points
+    are infinite; also those of a constant objective (first and last row, where pymoo
+    gives 0), and every point of a front of two or fewer.
+
+    pymoo averages the normalised side lengths over the objectives: the values are the
+    NSGA-II paper's sums divided by m, which orders the points the same.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    n = f.shape[0]
     if n <= 2:
         return np.full(n, np.inf)
-    for j in range(m):
-        order = np.argsort(f[:, j], kind="stable")
-        span = f[order[-1], j] - f[order[0], j]
-        dist[order[0]] = dist[order[-1]] = np.inf
-        if span > 0:
-            dist[order[1:-1]] += (f[order[2:], j] - f[order[:-2], j]) / span
+    dist = np.asarray(calc_crowding_distance(f), dtype=np.float64)
+    order = np.argsort(f, axis=0, kind="stable")  # pymoo's order (mergesort is stable)
+    dist[order[0]] = dist[order[-1]] = np.inf
     return dist
 
 
@@ -118,7 +144,7 @@ def _objective_columns(front: pd.DataFrame, search_json: dict[str, Any]) -> list
 
 def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
                          search_json: dict[str, Any] | None = None,
-                         source: str = "pareto.csv",
+                         source: str = PARETO_CSV,
                          exclude: Collection[str] = ()) -> list[int]:
     """Row indices of ``front`` that ``cfg.select`` (all | crowding:K | ids) chooses.
 
@@ -195,12 +221,10 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
 
 # ---------------------------------------------------------------- helpers
 def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as e:
-        raise SalnasError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path)
+    if data is not None and not isinstance(data, dict):
+        raise SalnasError(f"{path}: not a JSON object")
+    return data
 
 
 def resolve_supernet(search_dir: Path, supernet: Path | None,
@@ -274,12 +298,12 @@ class DistillRun:
     def __init__(self, config: Config, search_dir: Path, out_dir: Path, *,
                  data_spec: str | None = None, supernet: Path | None = None,
                  progress: bool = True) -> None:
-        from salnas.supernet.train import resolve_device
+        from salnas.supernet.runtime import resolve_device
 
         self.cfg = cfg = config.distill
         self.search_dir, self.out_dir, self.progress = Path(search_dir), Path(out_dir), progress
         self.front = read_pareto(self.search_dir)
-        self.search_json = _read_json(self.search_dir / "search.json") or {}
+        self.search_json = _read_json(self.search_dir / SEARCH_JSON) or {}
         self.supernet_path = resolve_supernet(self.search_dir, supernet, self.search_json)
         self.supernet, sn_config, _ = load_supernet(self.supernet_path)
         self.supernet.eval()
@@ -288,9 +312,9 @@ class DistillRun:
         # selection of Pareto architectures spends its places on the others.
         peer_ids = [self.space.max_genome().id] if cfg.peers else []
         self.rows = select_architectures(self.front, cfg, self.search_json,
-                                         str(self.search_dir / "pareto.csv"), peer_ids)
+                                         str(self.search_dir / PARETO_CSV), peer_ids)
         self.units = _units(self.front, self.rows, self.space, cfg,
-                            self.search_dir / "pareto.csv",
+                            self.search_dir / PARETO_CSV,
                             self.search_json.get("objectives") or ())
         data = sn_config.data
         if data_spec is not None:
@@ -308,28 +332,24 @@ class DistillRun:
         self._check_resumable()
         run_dir = self.supernet_path.parent
         self.data: TrainingData = load_training_data(
-            self.config, run_dir if (run_dir / "split.json").is_file() else None, progress)
+            self.config, run_dir if (run_dir / SPLIT_JSON).is_file() else None, progress)
         self._targets: list[Target] | None = None
         self._centre_bias: np.ndarray | None = None
 
     # ------------------------------------------------------------ bookkeeping
     def _check_resumable(self) -> None:
-        saved = _read_json(self.out_dir / "distill.json")
-        if saved is None:
-            if any(self.out_dir.glob(f"*/*/{RESULT_FILE}")):
-                raise SalnasError(f"{self.out_dir} holds results without distill.json; use a "
-                                  "new --out")
-            return
-        if saved.get("fingerprint") != self.fingerprint:
-            raise SalnasError(
-                f"{self.out_dir} holds a distill run made with another config, supernet or "
-                f"data; rerun with the same settings (only "
-                f"{', '.join('distill.' + k for k in _RESUMABLE)} may change) or use a new --out")
+        saved = _read_json(self.out_dir / DISTILL_JSON)
+        if saved is None and any(self.out_dir.glob(f"*/*/{RESULT_FILE}")):
+            raise SalnasError(f"{self.out_dir} holds results without {DISTILL_JSON}; use a "
+                              "new --out")
+        check_fingerprint(self.out_dir, None if saved is None else saved.get("fingerprint", {}),
+                          self.fingerprint, what="a distill run",
+                          may_change=[f"distill.{k}" for k in _RESUMABLE])
 
-    def _write_status(self, status: str, **extra: Any) -> None:
-        write_text_atomic(self.out_dir / "config.yaml", dump_config(self.config))
-        write_json_atomic(self.out_dir / "distill.json", {
-            "status": status,
+    def _write_status(self, status: Status, **extra: Any) -> None:
+        write_text_atomic(self.out_dir / CONFIG_YAML, dump_config(self.config))
+        write_json_atomic(self.out_dir / DISTILL_JSON, {
+            "status": status.value,
             "search": str(self.search_dir),
             "supernet": str(self.supernet_path),
             "select": self.cfg.select,
@@ -414,7 +434,7 @@ class DistillRun:
         latency = _latency_ms(net, res, cfg)
         scores = self.test_metrics(net, res)
         history = pd.DataFrame(result.history)
-        _write_csv(arm_dir / "train_log.csv", history)
+        _write_csv(arm_dir / TRAIN_LOG_CSV, history)
         alpha_end = cfg.alpha_schedule[1] if cfg.alpha_schedule else cfg.alpha
         row: dict[str, Any] = {
             "arch": unit.arch,
@@ -456,14 +476,18 @@ class DistillRun:
         return row
 
     # ------------------------------------------------------------ the loop
-    def run(self) -> pd.DataFrame:
-        """Train every unfinished arm (within the time budget); returns results.csv's rows."""
+    def run(self, *, clock: Callable[[], float] = time.perf_counter) -> pd.DataFrame:
+        """Train every unfinished arm (within the time budget); returns results.csv's rows.
+
+        ``clock`` (seconds, any origin) times the budget and ``wall_s``; tests pass a fake
+        one that the training advances.
+        """
         cfg = self.cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._write_status("running")
-        t0 = time.perf_counter()
+        self._write_status(Status.RUNNING)
+        t0 = clock()
         skipped: list[str] = []
         todo = [u for u in self.units if not all(self.finished(u, a) for a in ARMS)]
         if len(todo) < len(self.units) and self.progress:
@@ -471,7 +495,7 @@ class DistillRun:
                        "architecture x seed pairs already finished")
         bar = tqdm(todo, desc="architectures", unit="arch", disable=not self.progress)
         for unit in bar:
-            elapsed = time.perf_counter() - t0
+            elapsed = clock() - t0
             if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
                 skipped = [f"{u.arch}/seed{u.seed}" for u in todo[todo.index(unit):]]
                 tqdm.write(f"time budget of {cfg.time_budget_s:g} s spent after {elapsed:.0f} "
@@ -483,12 +507,12 @@ class DistillRun:
                 if self.finished(unit, arm):
                     continue
                 self.train_arm(unit, arm)
-                _write_csv(self.out_dir / "results.csv", collect_results(self.out_dir))
+                _write_csv(self.out_dir / RESULTS_CSV, collect_results(self.out_dir))
         results = collect_results(self.out_dir)
-        _write_csv(self.out_dir / "results.csv", results)
-        status = "budget_exhausted" if skipped else "done"
+        _write_csv(self.out_dir / RESULTS_CSV, results)
+        status = Status.BUDGET_EXHAUSTED if skipped else Status.DONE
         self._write_status(status, not_started=skipped,
-                           wall_s=time.perf_counter() - t0,
+                           wall_s=clock() - t0,
                            onnx=cfg.export_onnx and onnx_available())
         return results
 

@@ -26,7 +26,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,21 +34,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from salnas.config import DistillConfig
-from salnas.datasets import SaliencyDataset
+from salnas.datasets.batches import iterate_batches
+from salnas.datasets.prepare import SaliencyDataset
+from salnas.datasets.training import TrainingData
 from salnas.errors import ConfigError
 from salnas.losses import SaliencyLoss, logits_to_density
 from salnas.metrics import HIGHER_IS_BETTER
-from salnas.supernet.train import (
-    Dist,
-    TrainingData,
-    _batches,
-    _param_groups,
-    forward_at,
-    lr_factor,
-    validate,
-)
+from salnas.supernet.evaluate import forward_at, validate
+from salnas.supernet.optim import lr_factor, make_optimizer, set_lr
 
 __all__ = [
+    "Learner",
     "SelfKDTeacher",
     "TrainResult",
     "alpha_at",
@@ -126,7 +121,7 @@ class SelfKDTeacher:
 
 
 @dataclass
-class _Learner:
+class Learner:
     """One model in training: the student, its optimiser, its teacher and its data."""
 
     model: nn.Module
@@ -161,23 +156,8 @@ def kfold_stems(stems: Sequence[str], k: int, seed: int) -> list[list[str]]:
     return [[stems[i] for i in part] for part in np.array_split(order, k)]
 
 
-def _optimiser(model: nn.Module, cfg: DistillConfig, pretrained: bool) -> torch.optim.Optimizer:
-    groups = _param_groups(
-        model,
-        SimpleNamespace(  # type: ignore[arg-type]
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            encoder_lr_scale=cfg.encoder_lr_scale,
-            pretrained=pretrained,
-        ),
-    )
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-
-
 def train_step(
-    learner: _Learner,
+    learner: Learner,
     batch: dict[str, torch.Tensor],
     resolution: Sequence[int],
     loss_fn: SaliencyLoss,
@@ -232,12 +212,12 @@ def train_standalone(
     model = model.to(device)
     start = copy.deepcopy(model.state_dict())  # fold students start where the main one does
 
-    def learner(stems: list[str], holdout: list[str] | None) -> _Learner:
+    def learner(stems: list[str], holdout: list[str] | None) -> Learner:
         net = model if holdout is None else copy.deepcopy(model)
         net.load_state_dict(start)
-        return _Learner(
+        return Learner(
             net,
-            _optimiser(net, cfg, pretrained),
+            make_optimizer(net, cfg, pretrained=pretrained),
             SaliencyDataset(data.prepared, stems, hflip=hflip, seed=seed),
             SelfKDTeacher(net) if kd else None,
             None if holdout is None else SaliencyDataset(data.prepared, holdout),
@@ -270,11 +250,10 @@ def train_standalone(
         alpha = alpha_at(epoch, cfg)
         losses = []
         for i, lrn in enumerate(learners):
-            for g in lrn.optimiser.param_groups:
-                g["lr"] = cfg.lr * g["lr_scale"] * factor
+            set_lr(lrn.optimiser, cfg.lr, factor)
             step_losses = [
                 train_step(lrn, batch, resolution, loss_fn, alpha, cfg.grad_clip, device)
-                for batch in _batches(lrn.train, bs, seed, epoch, Dist())
+                for batch in iterate_batches(lrn.train, bs, seed, epoch)
             ]
             if i == 0:
                 losses = step_losses

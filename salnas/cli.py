@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -197,7 +197,7 @@ def baselines(
         err.print("inter-observer consistency skipped: this dataset records no observer ids")
     report["provenance"] = provenance(sigma_px=sigma_px, seed=seed, split_seed=split_seed)
     write_json_atomic(json_out, report)
-    results = {k: report[k] for k in BASELINE_MODELS if k in report}
+    results = {k: cast(dict[str, float], report[k]) for k in BASELINE_MODELS if k in report}
     out.print(_metrics_table(f"baselines on {source.spec} (test, {len(test)} images)", results))
     out.print(f"wrote {json_out}")
 

@@ -6,7 +6,7 @@ Writers and readers both import it, so a stage and the report cannot disagree on
     RUN/config.yaml, RUN/run.json (the pipeline's record), RUN/baselines.json, RUN/report.html
     RUN/supernet/   supernet.pt  train_log.csv  config.yaml  split.json  provenance.json
     RUN/search/     archive.csv  pareto.csv  hv_history.csv  search.json  config.yaml  [lut.json]
-    RUN/distill/    results.csv  distill.json  config.yaml  <arch>/<arm>/{model.pt, ..., result.json}
+    RUN/distill/    results.csv  distill.json  config.yaml  <arch>/<arm>/{model.*, result.json}
 
 :class:`RunLayout` gives the paths of one run directory; the column tuples and the dataclasses
 below name every column a stage writes and the report reads.
@@ -78,6 +78,8 @@ class Status(enum.StrEnum):
         value = (record or {}).get("status")
         # "finished" is what search.json said before the vocabulary was unified.
         value = cls.DONE.value if value == "finished" else value
+        if not isinstance(value, str):
+            return None
         try:
             return cls(value)
         except ValueError:
@@ -261,8 +263,9 @@ def first_difference(saved: Any, current: Any, path: str = "") -> str | None:
         for key in sorted(set(saved) | set(current), key=str):
             where = f"{path}.{key}" if path else str(key)
             if key not in saved or key not in current:
-                return f"{where}: {'absent' if key not in saved else saved[key]!r} -> " \
-                       f"{'absent' if key not in current else current[key]!r}"
+                old = saved.get(key, "absent")
+                new = current.get(key, "absent")
+                return f"{where}: {old!r} -> {new!r}"
             found = first_difference(saved[key], current[key], where)
             if found:
                 return found
@@ -290,6 +293,6 @@ def check_fingerprint(
     diff = first_difference(saved, current)
     allowed = f" (only {', '.join(may_change)} may change)" if may_change else ""
     raise SalnasError(
-        f"{where} holds a {what} made with other settings ({diff}); rerun with the same "
+        f"{where} holds {what} made with another config ({diff}); rerun with the same "
         f"settings{allowed}, or use a new --out"
     )

@@ -7,117 +7,76 @@
     RUN/report.html salnas report
     RUN/run.json    provenance and, per stage, status and wall time
 
-Each stage skips what its outputs show as done, so a killed run continues where it
-stopped when the same command is given again.
+The pipeline is the application layer: it chains :class:`~salnas.stage.StageRunner`
+objects and knows none of their internals. Each stage skips what its outputs show as done,
+so a killed run continues where it stopped when the same command is given again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from salnas.analysis.stage import ReportStage
+from salnas.baselines import BaselinesStage
 from salnas.config import Config, dump_config, load_config
-from salnas.errors import SalnasError
-from salnas.io import provenance, write_json_atomic, write_text_atomic
+from salnas.distill.stage import DistillStage
+from salnas.io import provenance, read_json, write_json_atomic, write_text_atomic
+from salnas.layout import RunLayout, Status, check_fingerprint
+from salnas.search.stage import SearchStage
+from salnas.stage import StageRunner
+from salnas.supernet.stage import SupernetStage
+
+__all__ = ["STAGES", "run_pipeline", "stage_runners"]
 
 STAGES = ("supernet", "baselines", "search", "distill", "report")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _supernet_done(run_dir: Path, config: Config) -> bool:
-    from salnas.supernet.train import load_checkpoint
-
-    ckpt = run_dir / "supernet" / "supernet.pt"
-    return ckpt.is_file() and int(load_checkpoint(ckpt)["epoch"]) >= config.supernet.epochs
+def stage_runners(config: Config, layout: RunLayout, progress: bool = True) -> list[StageRunner]:
+    """The stages of ``salnas run``, in order."""
+    return [cls(config, layout, progress) for cls in
+            (SupernetStage, BaselinesStage, SearchStage, DistillStage, ReportStage)]
 
 
 def run_pipeline(
     config: Config, run_dir: Path, progress: bool = True, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run or resume every stage; returns the ``stages`` record written to RUN/run.json."""
-    from salnas.analysis.report import write_report
-    from salnas.datasets import open_source
-    from salnas.distill.run import run_distill
-    from salnas.evaluation import compute_baselines
-    from salnas.search.cli import run_search
-    from salnas.supernet.train import load_training_data, train_supernet
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved_config = run_dir / "config.yaml"
+    layout = RunLayout(Path(run_dir))
+    layout.root.mkdir(parents=True, exist_ok=True)
     # Compared as resolved configs, so a setting added (with its default) by a newer salnas
     # does not block resuming a run started before it.
-    if saved_config.is_file() and (load_config(saved_config).model_dump(mode="json")
-                                   != config.model_dump(mode="json")):
-        raise SalnasError(
-            f"{run_dir} was started with another config ({saved_config}); rerun "
-            "with the same --config to resume, or choose a new --out"
-        )
-    write_text_atomic(saved_config, dump_config(config))
-    record = _read_json(run_dir / "run.json")
-    stages: dict[str, Any] = record.get("stages", {})
+    if layout.config.is_file():
+        check_fingerprint(layout.root, load_config(layout.config).model_dump(mode="json"),
+                          config.model_dump(mode="json"), what="a run")
+    write_text_atomic(layout.config, dump_config(config))
+    record = read_json(layout.run_json)
+    stages: dict[str, Any] = record.get("stages", {}) if isinstance(record, dict) else {}
 
-    def save(status: str) -> None:
-        write_json_atomic(
-            run_dir / "run.json",
-            {**provenance(seed=config.seed, stage="run", status=status), "stages": stages},
-        )
+    def save(status: Status) -> None:
+        write_json_atomic(layout.run_json, {
+            **provenance(seed=config.seed, stage="run", status=status.value), "stages": stages})
 
-    def stage(name: str, done: bool, work: Callable[[], None]) -> None:
-        if done and stages.get(name, {}).get("status") == "done":
-            log(
-                f"[{name}] done earlier ({stages[name].get('wall_s', float('nan')):.0f} s), skipped"
-            )
-            return
+    for runner in stage_runners(config, layout, progress):
+        name = runner.name
+        if runner.is_done() and Status.of(stages.get(name)) is Status.DONE:
+            log(f"[{name}] done earlier ({stages[name].get('wall_s', float('nan')):.0f} s), "
+                "skipped")
+            continue
         log(f"[{name}] running")
-        stages[name] = {"status": "running"}
-        save("running")
+        stages[name] = {"status": Status.RUNNING.value}
+        save(Status.RUNNING)
         start = time.perf_counter()
-        work()
-        stages[name] = {"status": "done", "wall_s": time.perf_counter() - start}
-        save("running")
+        runner.run()
+        digest = hashlib.sha1(json.dumps(runner.fingerprint(), sort_keys=True,
+                                         default=str).encode()).hexdigest()[:12]
+        stages[name] = {"status": Status.DONE.value, "wall_s": time.perf_counter() - start,
+                        "fingerprint": digest, **runner.status()}
+        save(Status.RUNNING)
         log(f"[{name}] done in {stages[name]['wall_s']:.0f} s")
-
-    supernet_dir, search_dir = run_dir / "supernet", run_dir / "search"
-    stage(
-        "supernet",
-        _supernet_done(run_dir, config),
-        lambda: train_supernet(config, supernet_dir, resume=True, progress=progress),
-    )
-
-    def baselines() -> None:
-        data = load_training_data(config, supernet_dir, progress=False)
-        report = compute_baselines(
-            open_source(config.data.spec),
-            data.split["train"],
-            data.split["test"],
-            config.data.sigma_px,
-            config.seed,
-            progress,
-        )
-        report["provenance"] = provenance(seed=config.seed, split="RUN/supernet/split.json")
-        write_json_atomic(run_dir / "baselines.json", report)
-
-    stage("baselines", (run_dir / "baselines.json").is_file(), baselines)
-    stage(
-        "search",
-        _read_json(search_dir / "search.json").get("status") == "finished",
-        lambda: run_search(config, supernet_dir / "supernet.pt", search_dir, progress=progress),
-    )
-    stage(
-        "distill",
-        _read_json(run_dir / "distill" / "distill.json").get("status") == "done",
-        lambda: run_distill(config, search_dir, run_dir / "distill", progress=progress),
-    )
-    stage("report", False, lambda: write_report(run_dir))
-    save("done")
+    save(Status.DONE)
     return stages

@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -35,35 +36,32 @@ from pathlib import Path
 from typing import Any
 
 from salnas.errors import SalnasError
-from salnas.supernet.train import VAL_METRICS
+from salnas.layout import ARCHIVE_COLUMNS, ARCHIVE_CSV, ORACLE_METRICS, VOLATILE_COLUMNS
 
 __all__ = [
     "COLUMNS", "METRICS", "VOLATILE_COLUMNS", "Archive", "format_value", "parse_value", "worker_id",
 ]
 
-METRICS: tuple[str, ...] = VAL_METRICS
-COLUMNS: tuple[str, ...] = (
-    "id",
-    "genome",
-    *METRICS,
-    "params",
-    "flops",
-    "latency_ms",
-    "latency_source",
-    "feasible",
-    "scored",
-    "engine",
-    "generation",
-    "worker",
-    "wall_s",
-    "finished_at",
-)
-# Columns that legitimately differ between two runs of the same search (who and how long).
-VOLATILE_COLUMNS: tuple[str, ...] = ("worker", "wall_s", "finished_at")
+METRICS: tuple[str, ...] = ORACLE_METRICS
+COLUMNS: tuple[str, ...] = ARCHIVE_COLUMNS
 
 _FLOAT = {*METRICS, "latency_ms", "wall_s"}
 _INT = {"params", "flops", "generation"}
 _BOOL = {"feasible", "scored"}
+
+
+# Test hook of the kill-and-resume test (tests/test_search_engines.py): with
+# SALNAS_TEST_KILL_AFTER_ROWS=k in its environment, a process that claims a genome to evaluate
+# while the archive holds exactly k rows SIGKILLs itself right after taking the claim, as a
+# ``kill -9`` mid-run would: k rows are durable and one evaluation is in flight, claimed by a
+# dead worker. Unset (everywhere else) it costs one environment lookup per evaluation.
+KILL_AFTER_ROWS_ENV = "SALNAS_TEST_KILL_AFTER_ROWS"
+
+
+def _kill_point(rows: int) -> None:
+    k = os.environ.get(KILL_AFTER_ROWS_ENV)
+    if k is not None and rows == int(k):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def worker_id() -> str:
@@ -96,7 +94,7 @@ class Archive:
 
     def __init__(self, directory: str | os.PathLike[str], claim_timeout_s: float = 3600.0) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / "archive.csv"
+        self.path = self.directory / ARCHIVE_CSV
         self.claims = self.directory / ".claims"
         self.claim_timeout_s = claim_timeout_s
         self._lock_path = self.directory / ".archive.lock"
@@ -220,6 +218,7 @@ class Archive:
                     tmp = claim.with_name(f".{genome_id}.{os.getpid()}")
                     tmp.write_text(json.dumps({"worker": worker_id(), "time": time.time()}))
                     os.replace(tmp, claim)
+                    _kill_point(len(self._order))
                     return None
             time.sleep(poll_s)  # another live worker is evaluating it: wait for its row
 

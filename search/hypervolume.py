@@ -20,11 +20,12 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from salnas.layout import HV_COLUMNS
 from salnas.search.problem import Objectives
 
 __all__ = ["HV_FIELDS", "hv_history", "hypervolume", "pareto_front"]
 
-HV_FIELDS = ("generation", "n_evaluated", "n_feasible", "n_pareto", "hypervolume")
+HV_FIELDS = HV_COLUMNS  # the schema of hv_history.csv (salnas.layout)
 
 
 def _feasible_scored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ For a genome not yet in the archive:
    subset (decoded once, its tensors kept in memory per resolution) is scored with
    :func:`salnas.metrics.compute_metrics` (CC, KLD, NSS, SIM, AUC_Judd, all recorded).
 
-The scores equal ``supernet.train.validate(calibrated_subnet(...))`` on the same subset; the
+Scoring is :func:`salnas.supernet.evaluate.score_batches`, the validation loop the supernet
+uses each epoch, on BN batches from :func:`salnas.datasets.batches.training_images_at`; the
 AUC jitter generator is re-seeded per genome, so a record does not depend on what was
 evaluated before it (which is what makes replay-based resume exact).
 """
@@ -22,25 +23,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from salnas import metrics
 from salnas.config import LatencyConfig
-from salnas.datasets import SaliencyDataset
+from salnas.datasets.batches import training_images_at
+from salnas.datasets.prepare import SaliencyDataset
+from salnas.datasets.training import TrainingData
 from salnas.errors import ConfigError, SalnasError
-from salnas.losses import logits_to_density
-from salnas.search.archive import METRICS, Archive, worker_id
+from salnas.layout import ORACLE_METRICS
+from salnas.search.archive import Archive, worker_id
 from salnas.supernet.bn import recalibrate_bn
 from salnas.supernet.costs import count_params_flops
+from salnas.supernet.evaluate import ValBatch, at_resolution, score_batches, val_batches
 from salnas.supernet.model import Supernet
 from salnas.supernet.space import Genome
-from salnas.supernet.train import Dist, TrainingData, _batches, _resized_batches
 
 __all__ = ["FitnessOracle", "LatencyModel", "LutLatency", "MeasuredLatency", "latency_model"]
 
@@ -67,7 +67,7 @@ class MeasuredLatency:
     def __call__(self, genome: Genome, net: nn.Module) -> float:
         threads = torch.get_num_threads()
         try:
-            return float(self._measure(net, tuple(genome.resolution), device=self.cfg.device,
+            return float(self._measure(net, genome.resolution, device=self.cfg.device,
                                        threads=self.cfg.threads, warmup=self.cfg.warmup,
                                        repeats=self.cfg.repeats))
         finally:
@@ -98,13 +98,6 @@ def latency_model(cfg: LatencyConfig, space: Any) -> LatencyModel:
             raise ConfigError("search.latency.mode is 'lut' but search.latency.lut is not set")
         return LutLatency(cfg.lut, space)
     return MeasuredLatency(cfg)
-
-
-@dataclass
-class _ValBatch:
-    image: Tensor  # (B, 3, H, W) at the data resolution
-    density: Tensor  # (B, H, W)
-    fixmap: Tensor  # (B, H, W)
 
 
 class FitnessOracle:
@@ -143,12 +136,8 @@ class FitnessOracle:
             raise SalnasError("the validation split is empty: the oracle has nothing to score")
         self.val_stems = list(stems)
         # The fixed validation subset, decoded once (in order, no flips).
-        subset = SaliencyDataset(data.prepared, self.val_stems)
-        self._val = [
-            _ValBatch(b["image"], b["density"][:, 0], b["fixmap"][:, 0])
-            for b in _batches(subset, batch_size, 0, 0, Dist(), shuffle=False, drop_last=False)
-        ]
-        self._val_at: dict[tuple[int, int], list[Tensor]] = {}
+        self._val = list(val_batches(SaliencyDataset(data.prepared, self.val_stems), batch_size))
+        self._val_at: dict[tuple[int, int], list[ValBatch]] = {}
         self._bn_at: dict[tuple[int, int], list[Tensor]] = {}
         self._costs: dict[str, tuple[int, int]] = {}
         self._params: dict[str, int] = {}
@@ -156,21 +145,19 @@ class FitnessOracle:
         self.hits = 0  # answered by the archive
 
     # ------------------------------------------------------------------ per-resolution caches
-    def val_images_at(self, resolution: Sequence[int]) -> list[Tensor]:
-        """Validation images resized to ``resolution`` (as ``forward_at`` does), cached."""
+    def val_batches_at(self, resolution: Sequence[int]) -> list[ValBatch]:
+        """The validation subset with images resized to ``resolution``, cached."""
         res = (int(resolution[0]), int(resolution[1]))
         if res not in self._val_at:
-            self._val_at[res] = [
-                _resize(b.image, res).to(self.device) for b in self._val
-            ]
+            self._val_at[res] = at_resolution(self._val, res, self.device)
         return self._val_at[res]
 
     def bn_batches_at(self, resolution: Sequence[int]) -> list[Tensor]:
         """BN recalibration batches at ``resolution`` (as ``calibrated_subnet`` builds), cached."""
         res = (int(resolution[0]), int(resolution[1]))
         if res not in self._bn_at:
-            self._bn_at[res] = _resized_batches(self.train_data, res, self.bn_batches,
-                                                self.batch_size, self.seed, self.device)
+            self._bn_at[res] = training_images_at(self.train_data, res, self.bn_batches,
+                                                  self.batch_size, self.seed, self.device)
         return self._bn_at[res]
 
     # ------------------------------------------------------------------ costs
@@ -236,7 +223,7 @@ class FitnessOracle:
         record: dict[str, Any] = {
             "id": genome.id,
             "genome": genome.to_json(),
-            **dict.fromkeys(METRICS, math.nan),
+            **dict.fromkeys(ORACLE_METRICS, math.nan),
             "params": params,
             "flops": flops,
             "latency_ms": math.nan,
@@ -255,30 +242,7 @@ class FitnessOracle:
             record["scored"] = True
         return record
 
-    @torch.no_grad()
     def score(self, genome: Genome, net: nn.Module) -> dict[str, float]:
         """Mean metrics of the (extracted) ``net`` after BN recalibration."""
         net = recalibrate_bn(net.to(self.device), self.bn_batches_at(genome.resolution))
-        generator = torch.Generator().manual_seed(0)
-        sums = dict.fromkeys(METRICS, 0.0)
-        n = 0
-        for images, batch in zip(self.val_images_at(genome.resolution), self._val, strict=True):
-            logits = net(images)
-            if logits.shape[-2:] != batch.density.shape[-2:]:
-                logits = F.interpolate(logits, size=batch.density.shape[-2:], mode="bilinear",
-                                       align_corners=False)
-            pred = logits_to_density(logits).cpu()
-            scores = metrics.compute_metrics(pred, batch.density, batch.fixmap, names=METRICS,
-                                             generator=generator)
-            for k in METRICS:
-                sums[k] += float(scores[k].sum())
-            n += pred.shape[0]
-        return {k: v / n for k, v in sums.items()}
-
-
-def _resize(images: Tensor, resolution: tuple[int, int]) -> Tensor:
-    if tuple(images.shape[-2:]) == resolution:
-        return images
-    return F.interpolate(images, size=resolution, mode="bilinear", align_corners=False,
-                         antialias=True)
-
+        return score_batches(net, self.val_batches_at(genome.resolution), ORACLE_METRICS)

@@ -93,28 +93,31 @@ def extract_cmd(
 ) -> None:
     """Build a standalone model of one subnet (plain Conv/BN, recalibrated BatchNorm)."""
     from salnas.config import load_config  # noqa: F401  (keeps import errors early)
+    from salnas.datasets.batches import training_images_at
+    from salnas.datasets.training import load_training_data
+    from salnas.layout import SPLIT_JSON
     from salnas.supernet.bn import recalibrate_bn
+    from salnas.supernet.checkpoint import load_supernet
     from salnas.supernet.costs import count_params_flops
     from salnas.supernet.subnet import parse_genome, save_subnet, verify_extraction
-    from salnas.supernet.train import _resized_batches, load_supernet, load_training_data
 
     model, config, _ = load_supernet(checkpoint, weights)
     if data is not None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"spec": data})})
     g = parse_genome(model.space, genome)
-    run_dir = checkpoint.parent if (checkpoint.parent / "split.json").is_file() else None
+    run_dir = checkpoint.parent if (checkpoint.parent / SPLIT_JSON).is_file() else None
     training = load_training_data(config, run_dir)
     net = model.extract(g)
     cfg = config.supernet
     if verify:
-        images = _resized_batches(
+        images = training_images_at(
             training.val, g.resolution, 1, cfg.batch_size, 0, net_device(net)
         )[0]
         diff = verify_extraction(model, net, g, images)
         out.print(f"verify: supernet vs standalone relative difference {diff:.2e} (<= 1e-4)")
     recalibrate_bn(
         net,
-        _resized_batches(
+        training_images_at(
             training.train,
             g.resolution,
             cfg.bn_recalib_batches,

@@ -17,8 +17,8 @@ from salnas.cli import app
 from salnas.config import config_from_dict
 from salnas.distill.export import export_metadata, load_any_model
 from salnas.errors import ConfigError, SalnasError
+from salnas.supernet.checkpoint import CHECKPOINT_FORMAT, build_supernet, save_checkpoint
 from salnas.supernet.space import SearchSpace
-from salnas.supernet.train import CHECKPOINT_FORMAT, build_supernet, save_checkpoint
 
 SPACE = {"resolutions": [[32, 64], [64, 96]],
          "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]]}
@@ -191,12 +191,30 @@ def test_a_killed_run_resumes_with_the_next_unfinished_arm(search_dir, tmp_path,
                           progress=False)
 
 
+class FakeClock:
+    """Seconds that pass only when a (fake) training says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_time_budget_stops_starting_architectures(search_dir, tmp_path, monkeypatch):
     out = tmp_path / "distill"
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls, sleep=0.3))
+    clock = FakeClock()
+    fake = _fake_arm(calls)
+
+    def arm_of_0_3_s(self, unit, arm):
+        clock.now += 0.3
+        return fake(self, unit, arm)
+
+    monkeypatch.setattr(stage.DistillRun, "train_arm", arm_of_0_3_s)
     cfg = config(select="crowding:2", time_budget_s=0.5, seeds=[0, 1])
-    stage.run_distill(cfg, search_dir, out, progress=False)
+    # 0.6 s after the first pair: over the budget, so the second pair is not started
+    stage.DistillRun(cfg, search_dir, out, progress=False).run(clock=clock)
     ends = [ids(search_dir)[0], ids(search_dir)[-1]]  # crowding:2 keeps the two ends
     assert calls == [(ends[0], "selfkd"), (ends[0], "baseline")]  # the started pair finishes
     status = json.loads((out / "distill.json").read_text())
@@ -205,6 +223,18 @@ def test_time_budget_stops_starting_architectures(search_dir, tmp_path, monkeypa
     assert status["not_started"] == [f"{ends[0]}/seed1", f"{ends[1]}/seed0",
                                      f"{ends[1]}/seed1"]
     assert (out / ends[0] / "selfkd" / stage.RESULT_FILE).is_file()
+    assert status["wall_s"] == pytest.approx(0.6)
+
+    # a budget the first pair stays under (0.6 s < 0.7 s) lets the second pair start
+    calls.clear()
+    out = tmp_path / "distill-wider"
+    cfg = config(select="crowding:2", time_budget_s=0.7, seeds=[0, 1])
+    stage.DistillRun(cfg, search_dir, out, progress=False).run(clock=clock)
+    assert calls == [(ends[0], "selfkd"), (ends[0], "baseline")] * 2  # seeds 0 and 1
+    status = json.loads((out / "distill.json").read_text())
+    assert status["status"] == "budget_exhausted"
+    assert status["not_started"] == [f"{ends[1]}/seed0", f"{ends[1]}/seed1"]
+    assert status["wall_s"] == pytest.approx(1.2)
 
 
 def test_cli_names_the_problem(search_dir, tmp_path):

@@ -7,9 +7,9 @@ import torch
 
 import salnas.distill.trainer as trainer
 from salnas.config import DistillConfig, config_from_dict
+from salnas.datasets.training import load_training_data
 from salnas.supernet.model import Supernet
 from salnas.supernet.space import SearchSpace
-from salnas.supernet.train import load_training_data
 
 SPACE = {"resolutions": [[32, 64], [64, 96]],
          "decoder_widths": [[16, 24], [16, 24], [8, 16], [8, 16]]}

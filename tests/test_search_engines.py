@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,18 +22,15 @@ import yaml
 
 from salnas.config import config_from_dict
 from salnas.datasets import SaliencyDataset
+from salnas.datasets.training import load_training_data
 from salnas.errors import ConfigError, SalnasError
-from salnas.search.archive import VOLATILE_COLUMNS, Archive
-from salnas.search.cli import SearchRun, run_search
+from salnas.search.archive import KILL_AFTER_ROWS_ENV, VOLATILE_COLUMNS, Archive
 from salnas.search.engines import ENGINES
 from salnas.search.oracle import FitnessOracle, LutLatency, MeasuredLatency
-from salnas.supernet.train import (
-    calibrated_subnet,
-    load_supernet,
-    load_training_data,
-    train_supernet,
-    validate,
-)
+from salnas.search.run import SearchRun, run_search
+from salnas.supernet.checkpoint import load_supernet
+from salnas.supernet.evaluate import calibrated_subnet, validate
+from salnas.supernet.train import train_supernet
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_PARAMS = 115e3  # early-exit threshold: about 60 % of random tiny genomes pass
@@ -203,7 +199,7 @@ def test_engine_outputs(engine, finished, supernet):
     assert [h["generation"] for h in history] == ["0", "1", "2"]
     assert all(b >= a for a, b in itertools.pairwise(hv)) and hv[-1] > 0
     meta = json.loads((out / "search.json").read_text())
-    assert meta["status"] == "finished" and meta["seed"] == 3 and meta["engine"] == engine
+    assert meta["status"] == "done" and meta["seed"] == 3 and meta["engine"] == engine
     assert meta["hypervolume"]["reference_point"] == [1.1, 1.1]
     assert meta["hypervolume"]["bounds"]["CC"] == [0.0, 1.0]
     assert meta["hypervolume"]["bounds"]["flops"][1] > FLOPS_BUDGET  # flops of the max genome
@@ -217,16 +213,16 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(supernet, finished, tmp_
     out = tmp_path / "search"
     cmd = [sys.executable, "-m", "salnas.cli", "search", "--config", str(cfg), "--supernet",
            str(supernet), "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while len(Archive(out).records() if (out / "archive.csv").exists() else []) < 3:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "the search never got going"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)  # mid-run: between, or in the middle of, evaluations
-    proc.wait()
+    # The archive's test hook: the worker SIGKILLs itself as it claims the genome after the
+    # third row, so three rows are durable and a fourth evaluation is in flight.
+    env = {**os.environ, KILL_AFTER_ROWS_ENV: "3"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     killed_rows = len(Archive(out).records())
-    assert killed_rows < 12
+    assert killed_rows == 3
+    (claim,) = (out / ".claims").iterdir()  # the dead worker's in-flight evaluation
+    assert claim.name not in {r["id"] for r in Archive(out).records()}
     run = SearchRun(config(), supernet, out, progress=False)
     run.run()
     assert run.oracle.hits >= killed_rows  # nothing evaluated twice...
@@ -275,7 +271,7 @@ def test_errors_name_the_setting_and_never_touch_the_archive(supernet, finished,
     # another config into a finished directory: refused before anything is written
     out = finished("nsga2")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(SalnasError, match="another config, seed or supernet"):
+    with pytest.raises(SalnasError, match=r"another config \(search.population: 4 -> 6\)"):
         run_search(config(population=6), supernet, out, progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     # through the CLI command: the setting is named
@@ -325,6 +321,31 @@ def test_two_workers_share_a_journal_study(supernet, tmp_path):
     journal = str(tmp_path / "study.journal")
     _two_workers(supernet, tmp_path, journal, "journal-test")
     _check_study(journal, "journal-test")
+
+
+def test_trials_of_dead_workers_of_this_host_are_failed():
+    import optuna
+    from optuna.trial import TrialState
+
+    from salnas.search.archive import worker_id
+    from salnas.search.engines.optuna_engine import OptunaEngine
+
+    host = worker_id().rpartition(":")[0]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)  # exited: no such process any more
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    workers = [f"{host}:{dead}", worker_id(), f"other-host:{dead}", f"{host}:{dead}"]
+    trials = [study.ask() for _ in workers]
+    for t, w in zip(trials, workers, strict=True):
+        t.set_user_attr("worker", w)
+    study.tell(trials[3], [0.5, 1.0])  # finished before the dead worker's host looked
+    OptunaEngine._fail_dead_trials(study)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING,
+                      TrialState.COMPLETE]
+    OptunaEngine._fail_dead_trials(study)  # again: nothing left to fail, no error
+    assert [t.state for t in study.get_trials(deepcopy=False)] == states
 
 
 POSTGRES = os.environ.get("SALNAS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -17,12 +17,11 @@ from typer.testing import CliRunner
 from salnas.cli import app
 from salnas.config import config_from_dict
 from salnas.errors import SalnasError
+from salnas.supernet.checkpoint import load_checkpoint, load_supernet
+from salnas.supernet.optim import lr_factor
 from salnas.supernet.space import SearchSpace
 from salnas.supernet.train import (
     PROGRESSIVE_PHASES,
-    load_checkpoint,
-    load_supernet,
-    lr_factor,
     sample_subnets,
     temperature_at,
     train_supernet,
@@ -61,13 +60,13 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_run_directory_contract(trained):
-    for name in ("supernet.pt", "train_log.csv", "config.yaml", "split.json", "run.json"):
+    for name in ("supernet.pt", "train_log.csv", "config.yaml", "split.json", "provenance.json"):
         assert (trained / name).is_file(), name
     assert not [p for p in trained.iterdir() if p.name.startswith(".")]  # no temp files left
     ckpt = load_checkpoint(trained / "supernet.pt")
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
     assert {"val_max_CC", "val_min_CC", "val_max_AUC_Judd"} <= set(ckpt["history"][0])
-    run = json.loads((trained / "run.json").read_text())
+    run = json.loads((trained / "provenance.json").read_text())
     assert run["seed"] == 3 and "torch" in run["versions"]
     assert yaml.safe_load((trained / "config.yaml").read_text())["supernet"]["epochs"] == 2
 
@@ -260,7 +259,7 @@ def test_two_cpu_processes_with_torchrun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "run" / "supernet.pt")
     assert ckpt["epoch"] == 1
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "run" / "provenance.json").read_text())["world_size"] == 2
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ class RunContext:
     seed: int
     params: Callable[[Genome], int]
     costs: Callable[[Genome], tuple[int, int]]
-    on_generation: Callable[[int], None] = lambda g: None
+    on_generation: Callable[[int], object] = lambda g: None
     storage: Any = None  # an Optuna storage (or its URL / journal path); None: in memory
     extra: dict[str, object] = field(default_factory=dict)
 

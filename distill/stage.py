@@ -1,0 +1,39 @@
+"""The distill stage of a run directory (``RUN/distill/``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from salnas.config import Config
+from salnas.distill.run import run_distill
+from salnas.io import read_json
+from salnas.layout import DISTILL_JSON, RunLayout, Status
+
+__all__ = ["DistillStage"]
+
+
+class DistillStage:
+    """Retrain the selected Pareto architectures and the peers, both arms (resumes per arm)."""
+
+    name = "distill"
+
+    def __init__(self, config: Config, layout: RunLayout, progress: bool = True) -> None:
+        self.config, self.layout, self.progress = config, layout, progress
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"distill": self.config.distill.model_dump(mode="json")}
+
+    def _record(self) -> dict[str, Any]:
+        record = read_json(self.layout.distill_dir / DISTILL_JSON)
+        return record if isinstance(record, dict) else {}
+
+    def is_done(self) -> bool:
+        return Status.of(self._record()) is Status.DONE
+
+    def run(self) -> None:
+        run_distill(self.config, self.layout.search_dir, self.layout.distill_dir,
+                    progress=self.progress)
+
+    def status(self) -> dict[str, Any]:
+        record = self._record()
+        return {"selected": len(record.get("selected") or [])} if record else {}
