@@ -6,25 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from salnas.analysis.report import write_report
-from salnas.config import Config
-from salnas.layout import RunLayout
+from salnas.stage import Stage
 
 __all__ = ["ReportStage"]
 
 
-class ReportStage:
+class ReportStage(Stage):
     """Write the run's HTML report."""
 
     name = "report"
-
-    def __init__(self, config: Config, layout: RunLayout, progress: bool = True) -> None:
-        self.config, self.layout, self.progress = config, layout, progress
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {}  # the report reads the run directory and has no settings of its own
-
-    def is_done(self) -> bool:
-        return False
 
     def run(self) -> None:
         write_report(self.layout.root)

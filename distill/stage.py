@@ -4,28 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from salnas.config import Config
 from salnas.distill.run import run_distill
-from salnas.io import read_json
-from salnas.layout import DISTILL_JSON, RunLayout, Status
+from salnas.layout import DISTILL_JSON, Status
+from salnas.stage import Stage
 
 __all__ = ["DistillStage"]
 
 
-class DistillStage:
+class DistillStage(Stage):
     """Retrain the selected Pareto architectures and the peers, both arms (resumes per arm)."""
 
     name = "distill"
-
-    def __init__(self, config: Config, layout: RunLayout, progress: bool = True) -> None:
-        self.config, self.layout, self.progress = config, layout, progress
 
     def fingerprint(self) -> dict[str, Any]:
         return {"distill": self.config.distill.model_dump(mode="json")}
 
     def _record(self) -> dict[str, Any]:
-        record = read_json(self.layout.distill_dir / DISTILL_JSON)
-        return record if isinstance(record, dict) else {}
+        return self.record(DISTILL_JSON, self.layout.distill_dir)
 
     def is_done(self) -> bool:
         return Status.of(self._record()) is Status.DONE

@@ -5,23 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from salnas.config import Config
 from salnas.datasets import open_source
 from salnas.datasets.training import load_training_data
 from salnas.evaluation import compute_baselines
 from salnas.io import provenance, write_json_atomic
-from salnas.layout import RunLayout
+from salnas.stage import Stage
 
 __all__ = ["BaselinesStage"]
 
 
-class BaselinesStage:
+class BaselinesStage(Stage):
     """Centre bias and split-half observers on the test split of the supernet's split.json."""
 
     name = "baselines"
-
-    def __init__(self, config: Config, layout: RunLayout, progress: bool = True) -> None:
-        self.config, self.layout, self.progress = config, layout, progress
 
     def fingerprint(self) -> dict[str, Any]:
         return {"data": self.config.data.model_dump(mode="json", exclude={"cache_dir"}),
@@ -43,6 +39,3 @@ class BaselinesStage:
         )
         report["provenance"] = provenance(seed=config.seed, split="RUN/supernet/split.json")
         write_json_atomic(self.layout.baselines, report)
-
-    def status(self) -> dict[str, Any]:
-        return {}

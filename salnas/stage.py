@@ -6,9 +6,14 @@ over one run directory; the pipeline chains runners and knows none of their inte
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["StageRunner"]
+from salnas.config import Config
+from salnas.io import read_json
+from salnas.layout import RunLayout
+
+__all__ = ["Stage", "StageRunner"]
 
 
 @runtime_checkable
@@ -32,3 +37,33 @@ class StageRunner(Protocol):
     def status(self) -> dict[str, Any]:
         """A small summary for ``run.json`` (epochs done, archive size, ...)."""
         ...
+
+
+class Stage:
+    """Base of the stage runners: the run's config, its directory layout, progress bars.
+
+    Subclasses set :attr:`name` and implement :meth:`run`; the defaults say "never done",
+    "no settings" and "nothing to report".
+    """
+
+    name: str = ""
+
+    def __init__(self, config: Config, layout: RunLayout, progress: bool = True) -> None:
+        self.config, self.layout, self.progress = config, layout, progress
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {}
+
+    def is_done(self) -> bool:
+        return False
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def record(self, filename: str, directory: Path) -> dict[str, Any]:
+        """A stage JSON record in ``directory`` (empty when absent)."""
+        data = read_json(directory / filename)
+        return data if isinstance(data, dict) else {}

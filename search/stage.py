@@ -4,29 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from salnas.config import Config
-from salnas.io import file_sha1, read_json
-from salnas.layout import SEARCH_JSON, RunLayout, Status
+from salnas.io import file_sha1
+from salnas.layout import SEARCH_JSON, Status
 from salnas.search.run import fingerprint, run_search
+from salnas.stage import Stage
 
 __all__ = ["SearchStage"]
 
 
-class SearchStage:
+class SearchStage(Stage):
     """Search the trained supernet (resumes from the archive)."""
 
     name = "search"
-
-    def __init__(self, config: Config, layout: RunLayout, progress: bool = True) -> None:
-        self.config, self.layout, self.progress = config, layout, progress
 
     def fingerprint(self) -> dict[str, Any]:
         ckpt = self.layout.checkpoint
         return fingerprint(self.config, file_sha1(ckpt) if ckpt.is_file() else "")
 
     def _record(self) -> dict[str, Any]:
-        record = read_json(self.layout.search_dir / SEARCH_JSON)
-        return record if isinstance(record, dict) else {}
+        return self.record(SEARCH_JSON, self.layout.search_dir)
 
     def is_done(self) -> bool:
         return Status.of(self._record()) is Status.DONE

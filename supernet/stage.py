@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from salnas.config import Config
-from salnas.layout import RunLayout
+from salnas.stage import Stage
 from salnas.supernet.checkpoint import load_checkpoint
 from salnas.supernet.train import resume_fingerprint, train_supernet
 
 __all__ = ["SupernetStage"]
 
 
-class SupernetStage:
+class SupernetStage(Stage):
     """Train or resume the supernet until ``supernet.epochs``."""
 
     name = "supernet"
-
-    def __init__(self, config: Config, layout: RunLayout, progress: bool = True) -> None:
-        self.config, self.layout, self.progress = config, layout, progress
 
     def fingerprint(self) -> dict[str, Any]:
         return resume_fingerprint(self.config.model_dump(mode="json"))
