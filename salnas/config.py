@@ -75,6 +75,9 @@ class SupernetConfig(Section):
     )
     bn_recalib_batches: int = Field(8, ge=1)
     val_images: int | None = Field(None, description="validate on the first N val images")
+    val_random: int = Field(
+        4, ge=0, description="also validate this many fixed, seeded random subnets each epoch"
+    )
     keep: Literal["best", "last"] = Field(
         "best",
         description="weights the later stages inherit: the epoch with the best val CC (mean "

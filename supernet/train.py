@@ -60,10 +60,11 @@ from salnas.supernet.runtime import (
 )
 from salnas.supernet.space import Genome, SearchSpace
 
-__all__ = ["PROGRESSIVE_PHASES", "elastic_groups_at", "sample_subnets", "selection_score",
-           "temperature_at", "train_supernet"]
+__all__ = ["PROGRESSIVE_PHASES", "VAL_RANDOM_SUBNETS", "elastic_groups_at", "sample_subnets",
+           "selection_score", "temperature_at", "train_supernet", "validation_subnets"]
 
 # ---------------------------------------------------------------- sampling
+VAL_RANDOM_SUBNETS = 4  # default of supernet.val_random
 PROGRESSIVE_PHASES = (
     ("resolution", "kernel"),
     ("resolution", "kernel", "depth"),
@@ -278,12 +279,22 @@ def train_epoch(
         sums[2] / count, seen / seconds, seconds), strict=True))
 
 
+def validation_subnets(space: SearchSpace, seed: int,
+                       n_random: int = VAL_RANDOM_SUBNETS) -> list[tuple[str, Genome]]:
+    """The subnets validated after every epoch: ``max``, ``min`` and ``rand0`` ... a fixed,
+    seeded set of random ones (the same every epoch, so their curves show how the whole
+    space trains, not only its two ends)."""
+    rng = np.random.default_rng([seed, 4242])
+    return [("max", space.max_genome()), ("min", space.min_genome()),
+            *((f"rand{k}", space.random_genome(rng)) for k in range(n_random))]
+
+
 def validate_epoch(model: Supernet, config: Config, data: TrainingData,
                    device: torch.device) -> dict[str, float]:
-    """``val_max_*`` and ``val_min_*``: the max and min subnets, BN recalibrated, on val."""
+    """``val_<tag>_<metric>`` of every :func:`validation_subnets` subnet, BN recalibrated."""
     cfg, space = config.supernet, model.space
     row: dict[str, float] = {}
-    for tag, genome in (("max", space.max_genome()), ("min", space.min_genome())):
+    for tag, genome in validation_subnets(space, config.seed, cfg.val_random):
         net = calibrated_subnet(model, genome, data.train, cfg.bn_recalib_batches,
                                 cfg.batch_size, config.seed, device)
         for k, v in validate(net, genome.resolution, data.val, cfg.batch_size, device).items():
@@ -374,10 +385,13 @@ def format_log_row(row: dict[str, Any]) -> str:
         f"loss(max) {row['loss_max']:.4f}",
         f"{row['img_per_s']:.1f} img/s",
     ]
+    randoms = [v for k, v in row.items() if k.startswith("val_rand") and k.endswith("_CC")]
     for tag in ("max", "min"):
         if TRAIN_LOG.val(tag, "CC") in row:
             parts.append(f"val {tag}: CC {row[TRAIN_LOG.val(tag, 'CC')]:.3f} "
                          f"NSS {row[TRAIN_LOG.val(tag, 'NSS')]:.3f}")
+    if randoms:
+        parts.append(f"val random (mean of {len(randoms)}): CC {np.mean(randoms):.3f}")
     if TRAIN_LOG.kept_epoch in row:
         parts.append(f"kept epoch {int(row[TRAIN_LOG.kept_epoch])}")
     return " | ".join(parts)

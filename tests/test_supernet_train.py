@@ -25,6 +25,7 @@ from salnas.supernet.train import (
     sample_subnets,
     temperature_at,
     train_supernet,
+    validation_subnets,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +67,9 @@ def test_run_directory_contract(trained):
     ckpt = load_checkpoint(trained / "supernet.pt")
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
     assert {"val_max_CC", "val_min_CC", "val_max_AUC_Judd"} <= set(ckpt["history"][0])
+    # the fixed random subnets are validated each epoch too, and they are distinct genomes
+    assert {f"val_rand{k}_CC" for k in range(4)} <= set(ckpt["history"][0])
+    assert len({ckpt["history"][0][f"val_rand{k}_CC"] for k in range(4)}) > 1
     run = json.loads((trained / "provenance.json").read_text())
     assert run["seed"] == 3 and "torch" in run["versions"]
     assert yaml.safe_load((trained / "config.yaml").read_text())["supernet"]["epochs"] == 2
@@ -278,3 +282,15 @@ def test_smoke_config_max_subnet_beats_the_centre_bias(tmp_path):
     targets = load_targets(source, split["val"], progress=False)
     bias_cc = summarise(score_maps([bias] * len(targets), targets, names=["CC"]))["CC"]
     assert history[-1]["val_max_CC"] > bias_cc + 0.2
+
+
+def test_validation_subnets_are_fixed_by_the_seed():
+    space = tiny_config().supernet.space
+    from salnas.supernet.space import SearchSpace
+
+    sp = SearchSpace(space)
+    first = [(t, g.id) for t, g in validation_subnets(sp, 3)]
+    assert first == [(t, g.id) for t, g in validation_subnets(sp, 3)]
+    assert [t for t, _ in first] == ["max", "min", "rand0", "rand1", "rand2", "rand3"]
+    assert first != [(t, g.id) for t, g in validation_subnets(sp, 4)]
+    assert len(validation_subnets(sp, 3, n_random=0)) == 2
