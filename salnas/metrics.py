@@ -25,10 +25,18 @@ Conventions (the one place that defines them):
 * **IG** follows ``InfoGain.m``: both maps are min-max normalised *and then*
   sum-normalised; ``minmax=False`` skips the min-max step (plain sum normalisation).
 * **Randomness** (AUC-Judd jitter, AUC-Borji and sAUC negatives) comes from
-  ``generator``, consumed in ``METRIC_NAMES`` order. Numbers are drawn on the
-  generator's device and moved to the data, and how they are laid out does not depend on
-  the device, so a CPU generator gives the same scores for CPU and CUDA data. The same
-  generator state gives the same scores.
+  ``generator``, consumed in ``METRIC_NAMES`` order: a ``torch.Generator`` (None: torch's
+  global one) or any :class:`RandomSource`, e.g. one replaying given draws. Numbers are
+  drawn on the generator's device and moved to the data, and how they are laid out does
+  not depend on the device, so a CPU generator gives the same scores for CPU and CUDA
+  data. The same generator state gives the same scores. The draws, in order: AUC-Judd
+  one ``random((B, N))`` (the jitter, before scaling by ``JUDD_JITTER``); AUC-Borji per
+  block of images one ``integers(N, (b, n_splits * kmax))``, the flat pixel indices of
+  the negatives, split-major, image i using the first ``#fixated_i`` of each split's
+  ``kmax``; sAUC per block of images, for each of the ``k = max min(#fixated, #other)``
+  steps of a Fisher-Yates shuffle of each image's other-fixated pixels (in flat order)
+  one ``random((b, n_splits))``, the pick of step j being ``j + floor(u * (#other - j))``.
+  Blocks hold about ``_CHUNK_ELEMENTS`` draws (a single block for small batches).
 * **Speed.** Inputs are validated with reductions only; on the CPU the dense work runs
   in chunks of images of about ``_CPU_CHUNK_ELEMENTS`` pixels, so float64 temporaries
   stay in cache instead of being allocated (and page-faulted) at full batch size. The
@@ -60,7 +68,7 @@ them); the AUCs and IG are evaluation-only and ignore gradients.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +78,8 @@ __all__ = [
     "EPS",
     "HIGHER_IS_BETTER",
     "METRIC_NAMES",
+    "RandomSource",
+    "Randomness",
     "auc_borji",
     "auc_judd",
     "auc_shuffled",
@@ -116,6 +126,26 @@ _NEEDS: dict[str, tuple[str, ...]] = {
 }
 _DENSE = ("CC", "KLD", "NSS", "SIM", "AUC_Judd", "IG")
 
+_T = TypeVar("_T")
+
+
+class RandomSource(Protocol):
+    """A source of the sampled metrics' random numbers besides a ``torch.Generator``.
+
+    Both methods return tensors of exactly ``shape`` (on any device; they are moved to
+    the data): ``random`` float uniforms in [0, 1), ``integers`` integer uniforms in
+    [0, high). The module docstring ("Randomness") says which calls each metric makes, so
+    a source can replay given draws (a reference implementation's) or adapt another
+    generator, e.g. ``torch.from_numpy(rng.random(shape))`` of a numpy ``Generator``.
+    """
+
+    def random(self, shape: tuple[int, ...]) -> Tensor: ...
+
+    def integers(self, high: int, shape: tuple[int, ...]) -> Tensor: ...
+
+
+Randomness = torch.Generator | RandomSource | None
+
 
 # --------------------------------------------------------------------------- inputs
 
@@ -158,10 +188,18 @@ def _indices(bad: Tensor) -> str:
     return f"batch index {idx[0]}" if len(idx) == 1 else f"batch indices {idx}"
 
 
-def _align(pred_shape: torch.Size, other: Tensor, name: str, device: torch.device) -> Tensor:
+def _given(x: _T | None, name: str) -> _T:
+    """``x``, which the metric being computed needs."""
+    if x is None:
+        raise ValueError(f"{name} is required")
+    return x
+
+
+def _align(pred_shape: torch.Size, other: Tensor | None, name: str,
+           device: torch.device) -> Tensor:
     """``other`` as (B, N) on ``device``, checked against the prediction's (B, H, W); a
     single map is broadcast (a view, no copy)."""
-    other = _batched(other, name)
+    other = _batched(_given(other, name), name)
     if tuple(other.shape[-2:]) != tuple(pred_shape[-2:]):
         h, w = other.shape[-2:]
         raise ValueError(
@@ -209,16 +247,16 @@ class _Fix(NamedTuple):
     row: Tensor  # (M,) image of each fixated pixel, images in order
     pix: Tensor  # (M,) flat pixel index
     pos: Tensor  # (M,) rank of the pixel among its image's fixated pixels
-    count: Tensor  # (B,) int64 fixated pixels per image
+    counts: Tensor  # (B,) int64 fixated pixels per image (``count`` is tuple's method)
     bounds: list[int]  # image i owns entries bounds[i]:bounds[i + 1]
     kmax: int  # largest count
 
     def images(self, c: slice) -> _Fix:
         """The fixations of images ``c`` (a contiguous range), renumbered from 0."""
-        if c.start == 0 and c.stop == self.count.numel():
+        if c.start == 0 and c.stop == self.counts.numel():
             return self
         a, b = self.bounds[c.start], self.bounds[c.stop]
-        count = self.count[c]
+        count = self.counts[c]
         return _Fix(self.row[a:b] - c.start, self.pix[a:b], self.pos[a:b], count,
                     [x - a for x in self.bounds[c.start:c.stop + 1]], int(count.max()))
 
@@ -245,27 +283,40 @@ def _fixations(f: Tensor, name: str) -> _Fix:
 
 def _padded(fx: _Fix, values: Tensor, fill: float) -> Tensor:
     """Per-pixel ``values`` (M,) laid out as (B, kmax), ``fill`` past each image's count."""
-    out = torch.full((fx.count.numel(), fx.kmax), fill, dtype=values.dtype, device=values.device)
+    out = torch.full((fx.counts.numel(), fx.kmax), fill, dtype=values.dtype, device=values.device)
     out[fx.row, fx.pos] = values
     return out
 
 
 def _fixation_mean(fx: _Fix, values: Tensor) -> Tensor:
     """Mean of per-pixel ``values`` (M,) over each image's fixated pixels. Differentiable."""
-    total = torch.zeros(fx.count.numel(), dtype=values.dtype, device=values.device)
-    return total.index_add(0, fx.row, values) / fx.count.to(values.dtype)
+    total = torch.zeros(fx.counts.numel(), dtype=values.dtype, device=values.device)
+    return total.index_add(0, fx.row, values) / fx.counts.to(values.dtype)
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None,
-          device: torch.device) -> Tensor:
-    src = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=src, dtype=torch.float64).to(device)
+def _drawn(x: Tensor, shape: tuple[int, ...], dtype: torch.dtype, what: str,
+           device: torch.device) -> Tensor:
+    """A :class:`RandomSource`'s answer, checked and converted."""
+    x = torch.as_tensor(x)
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"generator.{what} returned shape {tuple(x.shape)}, "
+                         f"expected {tuple(shape)}")
+    return x.to(device=device, dtype=dtype)
 
 
-def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None,
+def _rand(shape: tuple[int, ...], generator: Randomness, device: torch.device) -> Tensor:
+    if generator is None or isinstance(generator, torch.Generator):
+        src = generator.device if generator is not None else device
+        return torch.rand(shape, generator=generator, device=src, dtype=torch.float64).to(device)
+    return _drawn(generator.random(shape), shape, torch.float64, "random", device)
+
+
+def _randint(high: int, shape: tuple[int, ...], generator: Randomness,
              device: torch.device) -> Tensor:
-    src = generator.device if generator is not None else device
-    return torch.randint(high, shape, generator=generator, device=src).to(device)
+    if generator is None or isinstance(generator, torch.Generator):
+        src = generator.device if generator is not None else device
+        return torch.randint(high, shape, generator=generator, device=src).to(device)
+    return _drawn(generator.integers(high, shape), shape, torch.int64, "integers", device)
 
 
 def _dense_chunks(b: int, n: int, device: torch.device) -> list[slice]:
@@ -384,7 +435,7 @@ def _auc_judd(p: Tensor, fx: _Fix, jitter: Tensor | None) -> Tensor:
     hist = _row_bincount(torch.searchsorted(thr, s, right=True), k + 1)
     above = (n - hist.cumsum(dim=1)[:, :k]).flip(1)  # descending thresholds
     i = torch.arange(1, k + 1, device=p.device, dtype=torch.float64).expand(b, k)
-    nf = fx.count.to(torch.float64).unsqueeze(1)
+    nf = fx.counts.to(torch.float64).unsqueeze(1)
     valid = i <= nf
     # Padded thresholds become the final (1, 1) point, which adds no area.
     tp = torch.where(valid, i / nf, 1.0)
@@ -469,7 +520,7 @@ def _fixated_values(x: Tensor, fx: _Fix, lo: Tensor, span: Tensor) -> Tensor:
 
 
 def _auc_borji(x: Tensor, fx: _Fix, n_splits: int, step: float,
-               generator: torch.Generator | None) -> Tensor:
+               generator: Randomness) -> Tensor:
     b, n = x.shape
     lo, span, const = _span(x)
     pos = _fixated_values(x, fx, lo, span)
@@ -481,14 +532,14 @@ def _auc_borji(x: Tensor, fx: _Fix, n_splits: int, step: float,
         # fixated pixels, per split.
         idx = _randint(n, (bc, n_splits * k), generator, x.device)
         neg = _normalised_gather(x[c], lo[c], span[c], idx).view(bc, n_splits, k)
-        keep = torch.arange(k, device=x.device).view(1, 1, k) < fx.count[c].view(bc, 1, 1)
+        keep = torch.arange(k, device=x.device).view(1, 1, k) < fx.counts[c].view(bc, 1, 1)
         neg = torch.where(keep, neg, -torch.inf)
-        out.append(_stepped_auc(pos[c], fx.count[c], neg, fx.count[c], step))
+        out.append(_stepped_auc(pos[c], fx.counts[c], neg, fx.counts[c], step))
     return torch.where(const, 0.5, torch.cat(out))
 
 
 def _sample_without_replacement(n_from: Tensor, k: int, shape: tuple[int, int],
-                                generator: torch.Generator | None) -> Tensor:
+                                generator: Randomness) -> Tensor:
     """(R, S, k) positions: per row r and split, the first k steps of a Fisher-Yates
     shuffle of ``range(n_from[r])`` (a uniform random ordered subset; exact, and
     O(R·S·(m + k)) instead of sorting random keys)."""
@@ -511,23 +562,23 @@ def _sample_without_replacement(n_from: Tensor, k: int, shape: tuple[int, int],
 
 
 def _auc_shuffled(x: Tensor, fx: _Fix, other: _Fix, n_splits: int, step: float,
-                  generator: torch.Generator | None) -> Tensor:
+                  generator: Randomness) -> Tensor:
     b = x.shape[0]
     lo, span, const = _span(x)
     pos = _fixated_values(x, fx, lo, span)
     other_pix = _padded(other, other.pix, 0)  # (B, m) pixel indices of other fixations
-    n_neg = torch.minimum(fx.count, other.count)  # Nfixations_oth = min(Nfixations, #other)
+    n_neg = torch.minimum(fx.counts, other.counts)  # Nfixations_oth = min(Nfixations, #other)
     out = []
     for c in _sample_chunks(b, n_splits * other.kmax):
         bc = c.stop - c.start
         k = int(n_neg[c].max())
         # randperm(#other)(1:Nfixations_oth) per split
-        slot = _sample_without_replacement(other.count[c], k, (bc, n_splits), generator)
+        slot = _sample_without_replacement(other.counts[c], k, (bc, n_splits), generator)
         pix = other_pix[c].gather(1, slot.reshape(bc, -1))
         neg = _normalised_gather(x[c], lo[c], span[c], pix).view(bc, n_splits, k)
         keep = torch.arange(k, device=x.device).view(1, 1, k) < n_neg[c].view(bc, 1, 1)
         neg = torch.where(keep, neg, -torch.inf)
-        out.append(_stepped_auc(pos[c], fx.count[c], neg, n_neg[c], step))
+        out.append(_stepped_auc(pos[c], fx.counts[c], neg, n_neg[c], step))
     return torch.where(const, 0.5, torch.cat(out))
 
 
@@ -546,7 +597,7 @@ def _compute(
     n_splits: int = 100,
     step: float = 0.1,
     minmax: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Randomness = None,
 ) -> dict[str, Tensor]:
     """Validate the whole batch once (reductions only), then score ``wanted``."""
     p3 = _batched(pred, "pred")
@@ -573,7 +624,7 @@ def _compute(
         _check_nonnegative(x, "pred", "KLD needs a non-negative prediction")
     if "IG" in wanted and not minmax:
         _check_nonnegative(x, "pred", "use minmax=True")
-        _check_nonnegative(base, "baseline", "use minmax=True")
+        _check_nonnegative(_given(base, "baseline"), "baseline", "use minmax=True")
     if "AUC_Borji" in wanted or "sAUC" in wanted:
         if int(n_splits) < 1:
             raise ValueError(f"n_splits must be >= 1, got {n_splits}")
@@ -582,7 +633,7 @@ def _compute(
 
     noise = None
     if "AUC_Judd" in wanted:
-        full = fx.count == n
+        full = _given(fx, "fixmap").counts == n
         if bool(full.any()):
             raise ValueError(
                 f"AUC-Judd needs unfixated pixels; every pixel is fixated ({_indices(full)})"
@@ -598,25 +649,29 @@ def _compute(
         fc = fx.images(c) if fx is not None else None
         for m in dense:
             if m == "CC":
-                parts[m].append(_cc(p, gc))
+                parts[m].append(_cc(p, _given(gc, "gt_density")))
             elif m == "KLD":
-                parts[m].append(_kld(p, gc))
+                parts[m].append(_kld(p, _given(gc, "gt_density")))
             elif m == "NSS":
-                parts[m].append(_nss(p, fc))
+                parts[m].append(_nss(p, _given(fc, "fixmap")))
             elif m == "SIM":
-                parts[m].append(_sim(p, gc))
+                parts[m].append(_sim(p, _given(gc, "gt_density")))
             elif m == "AUC_Judd":
-                parts[m].append(_auc_judd(p, fc, None if noise is None else noise[c]))
+                parts[m].append(_auc_judd(p, _given(fc, "fixmap"),
+                                          None if noise is None else noise[c]))
             elif m == "IG":
                 with torch.no_grad():
-                    bc = base[c].to(torch.float64)
-                    parts[m].append(_ig(p.detach(), fc, bc, minmax))
+                    bc = _given(base, "baseline")[c].to(torch.float64)
+                    parts[m].append(_ig(p.detach(), _given(fc, "fixmap"), bc, minmax))
     out = {m: torch.cat(v) for m, v in parts.items()}
     with torch.no_grad():
         if "AUC_Borji" in wanted:
-            out["AUC_Borji"] = _auc_borji(x.detach(), fx, int(n_splits), step, generator)
+            out["AUC_Borji"] = _auc_borji(x.detach(), _given(fx, "fixmap"), int(n_splits),
+                                          step, generator)
         if "sAUC" in wanted:
-            out["sAUC"] = _auc_shuffled(x.detach(), fx, other, int(n_splits), step, generator)
+            out["sAUC"] = _auc_shuffled(x.detach(), _given(fx, "fixmap"),
+                                        _given(other, "other_fixmap"), int(n_splits), step,
+                                        generator)
     return {m: out[m] for m in METRIC_NAMES if m in out}
 
 
@@ -647,7 +702,7 @@ def sim(pred: Tensor, gt_density: Tensor) -> Tensor:
 
 
 def auc_judd(pred: Tensor, fixmap: Tensor, jitter: bool = True,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: Randomness = None) -> Tensor:
     """AUC with the fixated pixels' values as thresholds (AUC_Judd.m).
 
     ``jitter`` adds ``uniform * 1e-7`` to the raw map to break ties, drawn from
@@ -659,7 +714,7 @@ def auc_judd(pred: Tensor, fixmap: Tensor, jitter: bool = True,
 
 
 def auc_borji(pred: Tensor, fixmap: Tensor, n_splits: int = 100, step: float = 0.1,
-              generator: torch.Generator | None = None) -> Tensor:
+              generator: Randomness = None) -> Tensor:
     """AUC against uniformly sampled pixels (AUC_Borji.m), mean over ``n_splits`` splits.
 
     Each split draws as many pixels (with replacement) as there are fixated pixels;
@@ -670,7 +725,7 @@ def auc_borji(pred: Tensor, fixmap: Tensor, n_splits: int = 100, step: float = 0
 
 
 def auc_shuffled(pred: Tensor, fixmap: Tensor, other_fixmap: Tensor, n_splits: int = 100,
-                 step: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
+                 step: float = 0.1, generator: Randomness = None) -> Tensor:
     """Shuffled AUC (AUC_shuffled.m): negatives are fixated pixels of ``other_fixmap``.
 
     ``other_fixmap`` (B, H, W) is, per image, the union of other images' fixations of the
@@ -701,7 +756,7 @@ def compute_metrics(
     baseline: Tensor | None = None,
     other_fixmap: Tensor | None = None,
     names: Iterable[str] | None = None,
-    generator: torch.Generator | None = None,
+    generator: Randomness = None,
 ) -> dict[str, Tensor]:
     """Compute the metrics ``names`` (default: every one whose inputs are given).
 

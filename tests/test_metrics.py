@@ -55,6 +55,42 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class Replay:
+    """A :class:`salnas.metrics.RandomSource` answering with given draws, in order."""
+
+    def __init__(self, integers=(), random=()):
+        self.ints = [torch.as_tensor(x) for x in integers]
+        self.floats = [torch.as_tensor(x, dtype=torch.float64) for x in random]
+
+    @staticmethod
+    def _shaped(x, shape):
+        return x.reshape(shape) if x.numel() == math.prod(shape) else x  # wrong: left as is
+
+    def integers(self, high, shape):
+        x = self.ints.pop(0)
+        assert int(x.max()) < high
+        return self._shaped(x, shape)
+
+    def random(self, shape):
+        return self._shaped(self.floats.pop(0), shape)
+
+    def done(self):
+        return not self.ints and not self.floats
+
+
+def _shuffle_draws(picks, m):
+    """The uniforms that make the metrics' Fisher-Yates shuffle of range(m) start with
+    ``picks`` (splits, k): one (1, splits) tensor per step, as sAUC draws them."""
+    steps: list[list[float]] = [[] for _ in picks[0]]
+    for split in picks:
+        perm = list(range(m))
+        for j, want in enumerate(split):
+            p = perm.index(want)  # p >= j: the pick of step j is j + floor(u * (m - j))
+            steps[j].append((p - j + 0.5) / (m - j))
+            perm[j], perm[p] = perm[p], perm[j]
+    return [torch.tensor([u], dtype=torch.float64) for u in steps]
+
+
 # ------------------------------------------------------------------ reference fixture
 
 TOL = 1e-6  # the implementations agree to ~1e-15; slack only for numpy/libm differences
@@ -115,24 +151,26 @@ def _sampled_cases():
 
 
 @pytest.mark.parametrize("case", _sampled_cases(), ids=[c["name"] for c in _sampled_cases()])
-def test_reference_borji_and_shuffled_with_the_reference_draws(case, monkeypatch):
+def test_reference_borji_and_shuffled_with_the_reference_draws(case):
     """Fed the reference's random pixels, both sampled AUCs match AUC_Borji.m/AUC_shuffled.m."""
     pred, _, fix, other, _ = _arrays(case)
     borji = torch.tensor(case["draws"]["borji"])  # (splits, nfix) flat pixel indices
     chosen = case["draws"]["shuffled"]  # (splits, n_neg) flat indices of other pixels
     n_splits = borji.shape[0]
 
-    monkeypatch.setattr(M, "_randint", lambda high, shape, gen, dev: borji.reshape(shape))
-    got = M.auc_borji(pred, fix, n_splits=n_splits).item()
+    source = Replay(integers=[borji])
+    got = M.auc_borji(pred, fix, n_splits=n_splits, generator=source).item()
     assert got == pytest.approx(case["values"]["AUC_Borji_draws"], abs=1e-9)
+    assert source.done()
 
-    # sAUC draws positions in the image's list of other-fixated pixels (flat order):
-    # hand it the positions of the reference's picks.
+    # sAUC shuffles the positions in the image's list of other-fixated pixels (flat
+    # order): hand it the uniforms that pick the positions of the reference's picks.
     other_pixels = np.flatnonzero(other.numpy().ravel() > 0).tolist()
-    slots = torch.tensor([[[other_pixels.index(q) for q in picks] for picks in chosen]])
-    monkeypatch.setattr(M, "_sample_without_replacement", lambda *args: slots)
-    got = M.auc_shuffled(pred, fix, other, n_splits=n_splits).item()
+    slots = [[other_pixels.index(q) for q in picks] for picks in chosen]
+    source = Replay(random=_shuffle_draws(slots, len(other_pixels)))
+    got = M.auc_shuffled(pred, fix, other, n_splits=n_splits, generator=source).item()
     assert got == pytest.approx(case["values"]["sAUC_draws"], abs=1e-9)
+    assert source.done()
 
 
 def test_reference_borji_and_shuffled_expectation():
@@ -182,13 +220,26 @@ def test_hand_auc_judd():
     assert M.auc_judd(P23, F23, generator=_gen()).item() == pytest.approx(0.75, abs=1e-12)
 
 
-def test_hand_auc_borji(monkeypatch):
+def test_hand_auc_borji():
     pred = torch.tensor([[[0.0, 1.0]]])
     fix = torch.tensor([[[0.0, 1.0]]])
     # split 1 samples the 0 pixel (AUC 1), split 2 the fixated 1 pixel (AUC 0.5)
-    draws = torch.tensor([[0, 1]])
-    monkeypatch.setattr(M, "_randint", lambda high, shape, gen, dev: draws.reshape(shape))
-    assert M.auc_borji(pred, fix, n_splits=2).item() == pytest.approx(0.75, abs=1e-12)
+    source = Replay(integers=[[[0, 1]]])
+    got = M.auc_borji(pred, fix, n_splits=2, generator=source).item()
+    assert got == pytest.approx(0.75, abs=1e-12)
+    with pytest.raises(ValueError, match=r"generator.integers returned shape \(1, 3\)"):
+        M.auc_borji(pred, fix, n_splits=2, generator=Replay(integers=[[[0, 1, 1]]]))
+
+
+def test_hand_auc_shuffled_replayed_picks():
+    """The shuffle picks exactly the replayed positions, without replacement."""
+    pred = torch.tensor([[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]])
+    fix = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]]])  # value 6: above every other
+    other = torch.tensor([[[1.0, 1.0, 1.0, 0.0, 0.0, 1.0]]])  # other pixels 0, 1, 2, 5
+    # split 1 picks other pixel 5 (the fixated one: AUC 0.5), split 2 pixel 0 (AUC 1)
+    source = Replay(random=_shuffle_draws([[3], [0]], 4))
+    got = M.auc_shuffled(pred, fix, other, n_splits=2, generator=source).item()
+    assert got == pytest.approx(0.75, abs=1e-12) and source.done()
 
 
 def test_hand_auc_borji_statistics():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from html import escape
 
 import pandas as pd
 import pytest
@@ -38,11 +40,24 @@ def test_run_all_stages_then_resume_skips_them(tmp_path):
     stages = json.loads((run_dir / "run.json").read_text())["stages"]
     assert [s for s, v in stages.items() if v["status"] == "done"] == [
         "supernet", "baselines", "search", "distill", "report"]
-    results = pd.read_csv(run_dir / "distill" / "results.csv")
-    assert sorted(results["arm"]) == ["baseline", "selfkd"]  # one architecture, both arms
+    archive = pd.read_csv(run_dir / "search" / "archive.csv", dtype={"id": str})
+    pareto = pd.read_csv(run_dir / "search" / "pareto.csv", dtype={"id": str})
+    assert len(pareto) >= 1 and set(pareto["id"]) <= set(archive["id"])
+    selected = json.loads((run_dir / "distill" / "distill.json").read_text())["selected"]
+    assert len(selected) == 1 and set(selected) <= set(pareto["id"])  # crowding:1
+    results = pd.read_csv(run_dir / "distill" / "results.csv",
+                          dtype={"arch": str, "model_dir": str})
+    # the distilled architecture, both arms, one row each
+    assert sorted(zip(results["arch"], results["arm"], strict=True)) == [
+        (selected[0], "baseline"), (selected[0], "selfkd")]
     assert results["test_CC"].between(-1, 1).all()
     html = (run_dir / "report.html").read_text()
-    assert "Pareto" in html and "plotly" in html.lower()
+    models = re.search(r'<section id="models">(.*?)</section>', html, re.S)
+    assert models, "the report has no Pareto models section"
+    for arch in pareto["id"]:  # every row of this run's pareto.csv, by id
+        assert f'<td class="t">{escape(arch)}</td>' in models.group(1), arch
+    for model_dir in results["model_dir"]:  # and the retrained models' files
+        assert f">{escape(model_dir)}/" in models.group(1), model_dir
 
     again = runner.invoke(app, ["run", "--config", str(config), "--out", str(run_dir)])
     assert again.exit_code == 0, again.output

@@ -51,7 +51,8 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Antialiased bilinear resize of a uint8 RGB image to ``size=(H, W)``."""
     if image.shape[:2] == tuple(size):
         return image
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    resized = Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
 
 
 def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -59,7 +60,7 @@ def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if m.shape[:2] != tuple(size):
         m = np.asarray(
             Image.fromarray(m.astype(np.float32), mode="F").resize(
-                (size[1], size[0]), Image.BILINEAR
+                (size[1], size[0]), Image.Resampling.BILINEAR
             )
         )
     m = np.clip(m, 0, None).astype(np.float32)
@@ -79,16 +80,16 @@ def ground_truth(
     otherwise the density is blurred from the fixations with the one sigma policy.
     """
     orig = source.image_size(stem)
-    size = tuple(size or orig)  # type: ignore[assignment]
+    out = (int(size[0]), int(size[1])) if size else orig
     fix_orig = source.load_fixations(stem)
-    fix = fix_orig.select(fix_orig.inside(orig)).rescale(orig, size)
+    fix = fix_orig.select(fix_orig.inside(orig)).rescale(orig, out)
     given = source.load_map(stem) if sigma_px is None else None
     if given is not None:
-        density = resize_map(given, size)
+        density = resize_map(given, out)
     else:
-        sigma = scaled_sigma(resolve_sigma(source, orig, sigma_px), orig, size)
-        density = density_from_fixations(fix, size, sigma)
-    return density, fixation_count_map(fix, size), fix
+        sigma = scaled_sigma(resolve_sigma(source, orig, sigma_px), orig, out)
+        density = density_from_fixations(fix, out, sigma)
+    return density, fixation_count_map(fix, out), fix
 
 
 @dataclass

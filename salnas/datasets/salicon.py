@@ -70,7 +70,7 @@ def read_salicon_mat(path: Path, stem: str, size: tuple[int, int]) -> Fixations:
                 f"{size[0]}x{size[1]} (HxW)"
             )
     xs, ys, ids = [], [], []
-    for k, observer in enumerate(np.atleast_1d(mat["gaze"])):
+    for k, observer in enumerate(np.atleast_1d(np.asarray(mat["gaze"], dtype=object))):
         if not hasattr(observer, "fixations"):
             raise ProblemError(f"{path}: gaze({k + 1}) has no field 'fixations'")
         try:

@@ -78,7 +78,9 @@ def generate_scene(
     n_obj = int(rng.integers(3, 8))
     distractor_hue = rng.random()
     saliency = np.zeros((h, w))
-    colours, masks, sizes = [], [], []
+    colours: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    sizes: list[float] = []
     for _ in range(n_obj):
         unique = rng.random() < 0.35
         hue = rng.random() if unique else distractor_hue + rng.normal(0, 0.02)

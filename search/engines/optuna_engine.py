@@ -16,6 +16,7 @@ evaluation, so none is repeated.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from salnas.errors import SalnasError
@@ -148,7 +150,7 @@ class OptunaEngine(Engine):
             hashlib.sha1(f"{ctx.seed}:{worker_id()}".encode()).digest()[:4], "little")
         sampler = self._sampler(seed)
         name = ctx.config.study_name
-        directions = self.problem.objectives.directions
+        directions = [StudyDirection[d.upper()] for d in self.problem.objectives.directions]
         fingerprint = json.dumps(ctx.extra.get("fingerprint", {}), sort_keys=True)
         # The early-exit population is drawn before the study is created, so that creating,
         # enqueueing and marking it ready take milliseconds (a kill in between is unlikely).
@@ -159,6 +161,8 @@ class OptunaEngine(Engine):
             study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
                                         directions=directions)
         except optuna.exceptions.DuplicatedStudyError:
+            if storage is None:  # an in-memory study is always new
+                raise
             study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
             self._join(study, fingerprint)
             return study
@@ -187,12 +191,18 @@ class OptunaEngine(Engine):
 
     @staticmethod
     def _fail_dead_trials(study: optuna.Study) -> None:
-        """Trials left RUNNING by a killed worker on this host will never be told: fail them."""
+        """Trials left RUNNING by a killed worker on this host will never be told: fail them.
+
+        Another worker starting at the same time may fail the same trial first: a trial
+        finished meanwhile is skipped (``skip_if_finished``), also when it finishes between
+        Optuna's check and its write.
+        """
         host = worker_id().rpartition(":")[0]
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             w_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
             if w_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _params(self, genome: Genome) -> dict[str, int]:
         return {n: int(v) for n, v in zip(self.space.gene_names(), self.space.encode(genome),
