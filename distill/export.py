@@ -22,13 +22,11 @@ any of them.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import io
 import json
-import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,13 @@ from torch import nn
 
 from salnas.errors import SalnasError
 from salnas.io import atomic_open, load_torch_safe
+from salnas.supernet.export import (
+    example_input,
+    onnx_bytes,
+    onnx_session,
+    quiet_export,
+    trace_torchscript,
+)
 from salnas.supernet.subnet import relative_difference
 
 __all__ = [
@@ -52,7 +57,6 @@ __all__ = [
 ]
 
 META_KEY = "salnas.json"
-OPSET = 17
 TOLERANCE = 1e-4
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
@@ -61,46 +65,6 @@ ModelFn = Callable[[torch.Tensor], torch.Tensor]
 def onnx_available() -> bool:
     """Whether ONNX export can run (the optional ``onnx`` package is installed)."""
     return importlib.util.find_spec("onnx") is not None
-
-
-@contextlib.contextmanager
-def _quiet_export() -> Iterator[None]:
-    # torch 2.13 deprecates jit tracing and the TorchScript ONNX exporter; both still work
-    # and are what fixed-resolution CPU deployment needs. Trace warnings are about shapes
-    # turned into constants, which is what we want at a fixed resolution.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", "Constant folding", UserWarning)
-        yield
-
-
-def _example(resolution: tuple[int, int], batch: int = 1) -> torch.Tensor:
-    return torch.rand(batch, 3, *resolution, generator=torch.Generator().manual_seed(0))
-
-
-def _dynconv_batch1(self: Any, x: torch.Tensor) -> torch.Tensor:
-    """DynamicConv2d.forward for one image, with constant kernel sizes (traceable to ONNX)."""
-    kernel = (self.attention(x) @ self._weight().flatten(1)).reshape(
-        self.cout, self.cin, self.k, self.k
-    )
-    return torch.nn.functional.conv2d(x, kernel, None, 1, self.k // 2)
-
-
-@contextlib.contextmanager
-def _export_ready(model: nn.Module) -> Iterator[int | None]:
-    """Temporarily give dynamic convs their batch-1 export forward; yields the fixed batch."""
-    from salnas.supernet.ops import DynamicConv2d
-
-    patched = [m for m in model.modules() if isinstance(m, DynamicConv2d)]
-    for m in patched:
-        m.forward = types.MethodType(_dynconv_batch1, m)  # type: ignore[method-assign]
-    try:
-        yield 1 if patched else None
-    finally:
-        for m in patched:
-            del m.forward
 
 
 def _meta(resolution: tuple[int, int], batch: int | None, meta: dict[str, Any]) -> str:
@@ -116,7 +80,7 @@ def check_export(
     tolerance: float = TOLERANCE,
 ) -> float:
     """Relative difference of ``exported`` and ``reference`` logits; raises above tolerance."""
-    x = _example(resolution, batch)
+    x = example_input(resolution, batch)
     with torch.no_grad():
         diff = relative_difference(exported(x), reference.eval()(x))
     if not diff <= tolerance:
@@ -133,9 +97,9 @@ def export_torchscript(
     """Trace ``model`` to ``path`` (atomic) with metadata; returns the checked difference."""
     resolution = (int(resolution[0]), int(resolution[1]))
     model = model.eval()
-    with _quiet_export(), torch.no_grad(), _export_ready(model) as batch:
-        traced = torch.jit.trace(model, _example(resolution), check_trace=False)
-        buf = io.BytesIO()
+    traced, batch = trace_torchscript(model, resolution)
+    buf = io.BytesIO()
+    with quiet_export():
         torch.jit.save(traced, buf, _extra_files={META_KEY: _meta(resolution, batch, meta)})
     with atomic_open(path, "wb") as fh:
         fh.write(buf.getvalue())
@@ -157,19 +121,8 @@ def export_onnx(
 
     resolution = (int(resolution[0]), int(resolution[1]))
     model = model.eval()
-    buf = io.BytesIO()
-    with _quiet_export(), torch.no_grad(), _export_ready(model) as batch:
-        torch.onnx.export(
-            model,
-            (_example(resolution),),
-            buf,  # type: ignore[arg-type]  # legacy: file-like ok
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes=None if batch else {"image": {0: "batch"}, "logits": {0: "batch"}},
-        )
-    proto = onnx.load_from_string(buf.getvalue())
+    data, batch = onnx_bytes(model, resolution)
+    proto = onnx.load_from_string(data)
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, _meta(resolution, batch, meta)
     with atomic_open(path, "wb") as fh:
@@ -187,18 +140,12 @@ class OnnxModel:
     """An ONNX model behind the torch-style call ``logits = model(images)`` (CPU)."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
+        if importlib.util.find_spec("onnxruntime") is None:
             raise SalnasError(
                 f"{path}: reading .onnx models needs onnxruntime (pip install onnxruntime)"
-            ) from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
             )
+        try:
+            self.session = onnx_session(str(path))
         except Exception as e:
             raise SalnasError(f"{path}: not a readable ONNX model ({e})") from e
         self.input = self.session.get_inputs()[0].name
@@ -239,7 +186,7 @@ def export_metadata(path: str | Path) -> dict[str, Any]:
         text = props.get(META_KEY)
     elif path.suffix.lower() == ".ts":
         extra = {META_KEY: ""}
-        with _quiet_export():
+        with quiet_export():
             torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         text = extra[META_KEY]
     else:
@@ -264,7 +211,7 @@ def load_any_model(path: str | Path) -> tuple[ModelFn, tuple[int, int]]:
     if suffix == ".ts":
         extra = {META_KEY: ""}
         try:
-            with _quiet_export():
+            with quiet_export():
                 module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as e:
             raise SalnasError(f"{path}: not a readable TorchScript model ({e})") from e
