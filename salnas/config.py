@@ -141,8 +141,8 @@ class SearchConfig(Section):
     )
     early_exit: EarlyExitConfig = EarlyExitConfig()
     anchors: bool = Field(
-        True, description="NSGA-II/Optuna: the first population holds the max and min genomes "
-        "(the front's two ends); random search stays uniform",
+        True, description="every engine (random search too) evaluates the max and min genomes "
+        "first (the front's two ends)",
     )
     val_images: int | None = Field(
         32, ge=1, description="fixed validation subset: the first N val images (None: all)"

@@ -13,14 +13,15 @@ class RandomSearch(Engine):
     """``search.trials`` uniform random genomes (the first ``population`` from early exit when
     it is enabled); "generation" ``g`` is the ``g``-th block of ``population`` proposals.
 
-    No anchors: the baseline stays uniform whatever ``search.anchors`` says."""
+    With ``search.anchors`` the max and min genomes come first, as for every engine, so a
+    comparison of engines at equal evaluations gives them equal anchors."""
 
     name = "random"
 
     def run(self) -> None:
         ctx = self.context
         rng = np.random.default_rng([ctx.seed, 23])
-        first = initial_population(self.space, ctx, rng, anchors=False) or []
+        first = initial_population(self.space, ctx, rng) or []
         pop = ctx.population
         for i in range(ctx.trials):
             genome = first[i] if i < len(first) else self.space.random_genome(rng)
