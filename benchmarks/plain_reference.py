@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from salnas.config import DistillConfig, load_config  # noqa: E402
 from salnas.datasets import open_source  # noqa: E402
 from salnas.datasets.training import load_training_data  # noqa: E402
+from salnas.distill.peers import fpn_genome  # noqa: E402
 from salnas.distill.trainer import train_standalone  # noqa: E402
 from salnas.evaluation import centre_bias_map, load_targets, score_maps, summarise  # noqa: E402
 from salnas.supernet.costs import count_params_flops  # noqa: E402
@@ -52,12 +53,7 @@ def main() -> None:
     seed = config.seed if args.seed is None else args.seed
     resolution = tuple(config.data.resolution)
     space = SearchSpace({**config.supernet.space, "resolutions": [list(resolution)]})
-    levels = len(space.decoder_widths)
-    genome = dataclasses.replace(
-        space.lite0_genome(), resolution=resolution, skips=(True,) * levels,
-        ops=("dwsep3x3",) * levels, widths=tuple(min(w) for w in space.decoder_widths),
-        centre_bias=args.centre_bias,
-    )
+    genome = dataclasses.replace(fpn_genome(space), centre_bias=args.centre_bias)
     torch.manual_seed(seed)  # the decoder's initialisation
     model = Supernet(space, pretrained=True).extract(genome)
     params, flops = count_params_flops(model, resolution)

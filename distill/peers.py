@@ -3,6 +3,12 @@
 * ``max``: the supernet's max subnet (full Lite0-style encoder, every block at kernel 5 and
   expand 6, widest decoder with all skips and the centre-bias prior), extracted like any other
   architecture and started as ``distill.init`` says.
+* ``fpn``: the plain reference a person designs in five minutes: the EfficientNet-Lite0
+  encoder exactly as published (its kernels, expand 6, every block) started from ImageNet
+  weights, and a small decoder of the space (every skip on, the narrowest widths,
+  depthwise-separable 3x3 convolutions, the learned centre-bias prior), at the largest input
+  resolution of the space. It is a point of the search space (:func:`fpn_genome`) but never
+  inherits supernet weights: it stands for what one gets without NAS.
 * ``csnet``: a CSNet-style network of about 100k parameters trained from scratch (after Gao
   et al., "Highly Efficient Salient Object Detection with 100K Parameters", ECCV 2020). Its
   building block is a multi-scale depthwise block in the spirit of gOctConv: a 1x1 conv
@@ -45,11 +51,28 @@ from torch import Tensor, nn
 from salnas.config import Config
 from salnas.errors import SalnasError
 from salnas.io import save_torch_atomic
+from salnas.supernet.space import Genome, SearchSpace
 
-__all__ = ["PEERS", "PEER_FORMAT", "CSNet", "MultiScaleBlock", "load_peer", "save_peer"]
+__all__ = ["PEERS", "PEER_FORMAT", "CSNet", "MultiScaleBlock", "fpn_genome", "load_peer",
+           "save_peer"]
 
 PEER_FORMAT = "salnas-peer-v1"
-PEERS = ("max", "csnet")
+PEERS = ("max", "fpn", "csnet")
+
+
+def fpn_genome(space: SearchSpace) -> Genome:
+    """The plain reference's architecture as a genome of ``space`` (see the ``fpn`` peer)."""
+    lite = space.lite0_genome()
+    levels = len(space.decoder_widths)
+    return Genome.from_json({
+        **lite.to_dict(),
+        "resolution": list(space.max_genome().resolution),
+        "skips": [True] * levels,
+        "ops": ["dwsep3x3" if "dwsep3x3" in space.decoder_ops else space.decoder_ops[0]]
+        * levels,
+        "widths": [min(w) for w in space.decoder_widths],
+        "centre_bias": space.prior_channels > 0,
+    }, space)
 # ImageNet statistics: the peer is trained from scratch, any fixed standardisation will do.
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

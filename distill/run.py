@@ -68,7 +68,7 @@ from salnas.supernet.subnet import predict_image, save_subnet
 
 from .energy import track_energy
 from .export import export_onnx, export_torchscript, onnx_available
-from .peers import CSNet, save_peer
+from .peers import CSNet, fpn_genome, save_peer
 from .trainer import train_standalone
 
 __all__ = [
@@ -81,6 +81,7 @@ __all__ = [
     "select_crowding",
 ]
 
+FPN_PEER = "peer-fpn"
 RESULT_FILE = RESULT_JSON  # an arm is finished exactly when its result.json exists
 # Settings that may change between a run and its resume (what and where, not how).
 _RESUMABLE = ("select", "ids", "time_budget_s", "peers", "seeds", "threads", "device",
@@ -178,7 +179,7 @@ def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
 class Unit:
     """One architecture and seed: both arms of it."""
 
-    arch: str  # directory name: genome id, or peer-max / peer-csnet
+    arch: str  # directory name: genome id, or peer-max / peer-fpn / peer-csnet
     kind: str  # "pareto" | "peer"
     genome: Genome | None  # None for the CSNet peer
     seed: int
@@ -215,6 +216,7 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
         # The max genome named by id is trained once, as a Pareto architecture.
         if space.max_genome() not in [g for _, _, g, _ in archs]:
             archs.append(("peer-max", "peer", space.max_genome(), {}))
+        archs.append((FPN_PEER, "peer", fpn_genome(space), {}))
         archs.append(("peer-csnet", "peer", None, {}))
     return [Unit(a, kind, g, seed, extra) for a, kind, g, extra in archs for seed in cfg.seeds]
 
@@ -389,6 +391,11 @@ class DistillRun:
             torch.manual_seed(seed)
             return CSNet(), tuple(self.space.max_genome().resolution), False  # type: ignore
         res = tuple(unit.genome.resolution)
+        if unit.arch == FPN_PEER:  # the hand design: ImageNet encoder, no supernet weights
+            torch.manual_seed(seed)
+            imagenet = self.config.supernet.pretrained
+            fpn = Supernet(self.space, pretrained=imagenet).extract(unit.genome)
+            return fpn, res, imagenet  # type: ignore[return-value]
         if cfg.init == "inherited":
             net = calibrated_subnet(self.supernet, unit.genome, self.data.train,
                                     cfg.bn_recalib_batches, cfg.batch_size, seed, self.device)

@@ -93,9 +93,9 @@ def test_selection_leaves_the_peers_genomes_out():
     pareto = pd.DataFrame({"id": [g.id for g in genomes],
                            "genome": [g.to_json() for g in genomes]})
     units = stage._units(pareto, [0, 1], space, named, Path("pareto.csv"))
-    assert [u.arch for u in units] == [genomes[0].id, genomes[1].id, "peer-csnet"]
+    assert [u.arch for u in units] == [genomes[0].id, genomes[1].id, "peer-fpn", "peer-csnet"]
     units = stage._units(pareto, [1], space, named, Path("pareto.csv"))
-    assert [u.arch for u in units] == [genomes[1].id, "peer-max", "peer-csnet"]
+    assert [u.arch for u in units] == [genomes[1].id, "peer-max", "peer-fpn", "peer-csnet"]
 
 
 def test_clear_errors(search_dir, tmp_path):
@@ -183,9 +183,9 @@ def test_a_killed_run_resumes_with_the_next_unfinished_arm(search_dir, tmp_path,
     monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls))
     results = stage.run_distill(cfg, search_dir, out, progress=False)
     assert calls == [(b, "selfkd"), (b, "baseline"), ("peer-max", "selfkd"),
-                     ("peer-max", "baseline"), ("peer-csnet", "selfkd"),
-                     ("peer-csnet", "baseline")]
-    assert len(results) == 8 and set(results["kind"]) == {"pareto", "peer"}
+                     ("peer-max", "baseline"), ("peer-fpn", "selfkd"), ("peer-fpn", "baseline"),
+                     ("peer-csnet", "selfkd"), ("peer-csnet", "baseline")]
+    assert len(results) == 10 and set(results["kind"]) == {"pareto", "peer"}
     with pytest.raises(SalnasError, match="another config"):
         stage.run_distill(config(select="ids", ids=[a], epochs=2), search_dir, out,
                           progress=False)
@@ -245,3 +245,15 @@ def test_cli_names_the_problem(search_dir, tmp_path):
     assert "unknown architecture id(s) ['abc', 'def']" in str(result.exception)
     help_text = runner.invoke(app, ["distill", "--help"]).output
     assert "--search" in help_text and "--time-budget" in help_text
+
+
+def test_fpn_peer_is_the_plain_reference_genome():
+    from salnas.distill.peers import fpn_genome
+
+    space = SearchSpace(SPACE)
+    genome = fpn_genome(space)
+    assert genome.resolution == space.max_genome().resolution
+    assert all(genome.skips) and set(genome.ops) == {"dwsep3x3"}
+    assert list(genome.widths) == [min(w) for w in space.decoder_widths]
+    assert genome.kernels == tuple((s.kernel,) * s.repeats for s in space.stages)
+    assert genome.expands == tuple((s.expand,) * s.repeats for s in space.stages)
