@@ -48,9 +48,11 @@ from salnas.io import (
 from salnas.layout import (
     ARMS,
     CONFIG_YAML,
+    DISTILL,
     DISTILL_JSON,
     ORACLE_METRICS,
     PARETO_CSV,
+    RANK_FIDELITY_JSON,
     RESULT_JSON,
     RESULTS_CSV,
     SEARCH_JSON,
@@ -68,6 +70,7 @@ from salnas.supernet.subnet import predict_image, save_subnet
 
 from .energy import track_energy
 from .export import export_onnx, export_torchscript, onnx_available
+from .fidelity import FIDELITY_KIND, rank_fidelity
 from .peers import CSNet, fpn_genome, save_peer
 from .trainer import train_standalone
 
@@ -174,16 +177,34 @@ def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
     return [eligible[i] for i in select_crowding(f, k)]
 
 
+def select_fidelity(front: pd.DataFrame, cfg: DistillConfig,
+                    search_json: dict[str, Any] | None = None,
+                    source: str = PARETO_CSV) -> list[int]:
+    """Row indices of the rank-fidelity sample: ``distill.fidelity`` architectures spread
+    along the whole front (crowding), all of it when it is smaller."""
+    if cfg.fidelity == 0:
+        return []
+    rows = list(range(len(front)))
+    cols = _objective_columns(front, search_json or {})
+    if not cols:
+        raise SalnasError(f"distill.fidelity: {source} has no complete numeric objective "
+                          f"column (looked for {list(_OBJECTIVE_FALLBACK)})")
+    return select_crowding(front[cols].to_numpy(np.float64), cfg.fidelity) \
+        if len(rows) > cfg.fidelity else rows
+
+
 # ---------------------------------------------------------------- units of work
 @dataclass
 class Unit:
     """One architecture and seed: both arms of it."""
 
     arch: str  # directory name: genome id, or peer-max / peer-fpn / peer-csnet
-    kind: str  # "pareto" | "peer"
+    kind: str  # "pareto" | "peer" | "fidelity"
     genome: Genome | None  # None for the CSNet peer
     seed: int
     search: dict[str, Any] = field(default_factory=dict)  # numeric pareto.csv columns
+    arms: tuple[str, ...] = ARMS
+    epochs: int | None = None  # None: distill.epochs (the fidelity sample trains shorter)
 
     def arm_dir(self, out_dir: Path, arm: str) -> Path:
         return out_dir / self.arch / (arm if self.seed == 0 else f"{arm}_seed{self.seed}")
@@ -219,6 +240,16 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
         archs.append((FPN_PEER, "peer", fpn_genome(space), {}))
         archs.append(("peer-csnet", "peer", None, {}))
     return [Unit(a, kind, g, seed, extra) for a, kind, g, extra in archs for seed in cfg.seeds]
+
+
+def _fidelity_units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace,
+                    cfg: DistillConfig, path: Path, objectives: Sequence[str] = ()) -> list[Unit]:
+    """The rank-fidelity sample: baseline arm, first seed, ``distill.fidelity_epochs``."""
+    units = _units(front, rows, space, cfg.model_copy(update={"peers": False}), path,
+                   objectives)
+    return [Unit(f"{FIDELITY_KIND}-{u.arch}", FIDELITY_KIND, u.genome, u.seed, u.search,
+                 arms=(DISTILL.baseline,), epochs=cfg.fidelity_epochs)
+            for u in units if u.seed == cfg.seeds[0]]
 
 
 # ---------------------------------------------------------------- helpers
@@ -318,6 +349,11 @@ class DistillRun:
         self.units = _units(self.front, self.rows, self.space, cfg,
                             self.search_dir / PARETO_CSV,
                             self.search_json.get("objectives") or ())
+        self.fidelity_rows = select_fidelity(self.front, cfg, self.search_json,
+                                             str(self.search_dir / PARETO_CSV))
+        self.units += _fidelity_units(self.front, self.fidelity_rows, self.space, cfg,
+                                      self.search_dir / PARETO_CSV,
+                                      self.search_json.get("objectives") or ())
         data = sn_config.data
         if data_spec is not None:
             data = data.model_copy(update={"spec": data_spec})
@@ -356,6 +392,7 @@ class DistillRun:
             "supernet": str(self.supernet_path),
             "select": self.cfg.select,
             "selected": [str(self.front["id"].iloc[i]) for i in self.rows],
+            "fidelity_sample": [str(self.front["id"].iloc[i]) for i in self.fidelity_rows],
             "seeds": self.cfg.seeds,
             "peers": self.cfg.peers,
             "arms": list(ARMS),
@@ -412,9 +449,10 @@ class DistillRun:
         arm_dir.mkdir(parents=True, exist_ok=True)
         kd = arm == "selfkd"
         model, res, pretrained = self._initial_model(unit, unit.seed)
+        train_cfg = cfg if unit.epochs is None else cfg.model_copy(update={"epochs": unit.epochs})
         with track_energy(cfg.country_iso_code, cfg.track_energy) as energy:
             result = train_standalone(
-                model, res, self.data, cfg, seed=unit.seed, kd=kd, pretrained=pretrained,
+                model, res, self.data, train_cfg, seed=unit.seed, kd=kd, pretrained=pretrained,
                 device=self.device, progress=self.progress,
                 desc=f"{unit.arch} {arm} seed {unit.seed}")
         net = result.model.cpu().eval()
@@ -455,7 +493,7 @@ class DistillRun:
             "seed": unit.seed,
             "init": "scratch" if unit.genome is None else cfg.init,
             "kfold": cfg.kfold if kd else 0,
-            "epochs": cfg.epochs,
+            "epochs": unit.epochs or cfg.epochs,
             "best_epoch": result.best_epoch,
             "teacher_snapshots": result.teacher.snapshots if result.teacher else 0,
             f"val_{cfg.monitor}": result.best_val.get(cfg.monitor, math.nan),
@@ -496,7 +534,7 @@ class DistillRun:
         self._write_status(Status.RUNNING)
         t0 = clock()
         skipped: list[str] = []
-        todo = [u for u in self.units if not all(self.finished(u, a) for a in ARMS)]
+        todo = [u for u in self.units if not all(self.finished(u, a) for a in u.arms)]
         if len(todo) < len(self.units) and self.progress:
             tqdm.write(f"resuming: {len(self.units) - len(todo)} of {len(self.units)} "
                        "architecture x seed pairs already finished")
@@ -510,13 +548,16 @@ class DistillRun:
                            f"({', '.join(skipped)}); rerun to continue")
                 break
             bar.set_postfix(arch=unit.arch, seed=unit.seed)
-            for arm in ARMS:
+            for arm in unit.arms:
                 if self.finished(unit, arm):
                     continue
                 self.train_arm(unit, arm)
                 _write_csv(self.out_dir / RESULTS_CSV, collect_results(self.out_dir))
         results = collect_results(self.out_dir)
         _write_csv(self.out_dir / RESULTS_CSV, results)
+        write_json_atomic(self.out_dir / RANK_FIDELITY_JSON,
+                          {**rank_fidelity(results, seed=self.config.seed),
+                           "fidelity_epochs": cfg.fidelity_epochs if self.fidelity_rows else None})
         status = Status.BUDGET_EXHAUSTED if skipped else Status.DONE
         self._write_status(status, not_started=skipped,
                            wall_s=clock() - t0,

@@ -205,6 +205,11 @@ class DistillConfig(Section):
     kfold: int = Field(
         0, ge=0, description="K >= 2: teacher epochs chosen by K-fold CV of the train split"
     )
+    fidelity: int = Field(
+        0, ge=0, description="also retrain N more Pareto architectures spread along the front "
+        "(baseline arm, seed 0, fidelity_epochs) for rank fidelity; 0: off",
+    )
+    fidelity_epochs: int = Field(2, ge=1, description="training epochs of the fidelity sample")
     val_images: int | None = Field(None, ge=1, description="validate on the first N val images")
     bn_recalib_batches: int = Field(8, ge=1, description="BN recalibration of inherited weights")
     export_onnx: bool = Field(True, description="also write model.onnx (needs onnx installed)")

@@ -6,7 +6,8 @@ Writers and readers both import it, so a stage and the report cannot disagree on
     RUN/config.yaml, RUN/run.json (the pipeline's record), RUN/baselines.json, RUN/report.html
     RUN/supernet/   supernet.pt  train_log.csv  config.yaml  split.json  provenance.json
     RUN/search/     archive.csv  pareto.csv  hv_history.csv  search.json  config.yaml  [lut.json]
-    RUN/distill/    results.csv  distill.json  config.yaml  <arch>/<arm>/{model.*, result.json}
+    RUN/distill/    results.csv  distill.json  rank_fidelity.json  config.yaml
+                    <arch>/<arm>/{model.pt, model.ts, model.onnx, train_log.csv, result.json}
 
 :class:`RunLayout` gives the paths of one run directory; the column tuples and the dataclasses
 below name every column a stage writes and the report reads.
@@ -60,6 +61,7 @@ SEARCH_JSON = "search.json"
 LUT_JSON = "lut.json"
 RESULTS_CSV = "results.csv"
 DISTILL_JSON = "distill.json"
+RANK_FIDELITY_JSON = "rank_fidelity.json"  # distill/: oracle vs retrained ranking
 RESULT_JSON = "result.json"  # one finished distill arm; written last
 REPORT_HTML = "report.html"
 MODEL_FILES = ("model.pt", "model.ts", "model.onnx")

@@ -257,3 +257,49 @@ def test_fpn_peer_is_the_plain_reference_genome():
     assert list(genome.widths) == [min(w) for w in space.decoder_widths]
     assert genome.kernels == tuple((s.kernel,) * s.repeats for s in space.stages)
     assert genome.expands == tuple((s.expand,) * s.repeats for s in space.stages)
+
+
+def test_fidelity_sample_trains_baselines_short_and_writes_rank_fidelity(search_dir, tmp_path,
+                                                                       monkeypatch):
+    out = tmp_path / "distill"
+    calls: list[tuple[str, str]] = []
+    epochs: list[int] = []
+    base = _fake_arm(calls)
+
+    def fake(self, unit, arm):
+        epochs.append(unit.epochs)
+        row = base(self, unit, arm)
+        # a retrained score that follows the oracle's, so the ranking holds
+        cc = float(unit.search.get("search_CC", 0.0))
+        row.update({"search_CC": cc, "test_CC": cc + 0.1, "genome_id": unit.arch})
+        (unit.arm_dir(self.out_dir, arm) / stage.RESULT_FILE).write_text(
+            json.dumps({"row": row}))
+        return row
+
+    monkeypatch.setattr(stage.DistillRun, "train_arm", fake)
+    cfg = config(select="ids", ids=[ids(search_dir)[0]], fidelity=3, fidelity_epochs=1)
+    results = stage.run_distill(cfg, search_dir, out, progress=False)
+    sample = [a for a, _ in calls if a.startswith("fidelity-")]
+    assert len(sample) == 3 and {arm for a, arm in calls if a in sample} == {"baseline"}
+    assert epochs.count(1) == 3  # the sample trains at distill.fidelity_epochs
+    assert set(results.loc[results["kind"] == "fidelity", "arm"]) == {"baseline"}
+    fidelity = json.loads((out / "rank_fidelity.json").read_text())
+    assert fidelity["n"] == 3 and fidelity["sample"] == "fidelity"
+    assert fidelity["kendall_tau"] == pytest.approx(1.0)
+    assert 0 < fidelity["p_value"] <= 1 and fidelity["fidelity_epochs"] == 1
+
+
+def test_rank_fidelity_statistics():
+    from salnas.distill.fidelity import rank_fidelity
+
+    rng = np.random.default_rng(1)
+    oracle = rng.random(12)
+    frame = pd.DataFrame({"arch": [f"a{i}" for i in range(12)], "arm": "baseline",
+                          "kind": "fidelity", "search_CC": oracle, "test_CC": -oracle})
+    got = rank_fidelity(frame, n_resamples=999)
+    assert got["n"] == 12 and got["kendall_tau"] == pytest.approx(-1.0)
+    assert got["p_value"] < 0.01  # a perfect (inverse) ranking is no accident
+    noise = frame.assign(test_CC=rng.random(12))
+    assert rank_fidelity(noise, n_resamples=999)["p_value"] > 0.01
+    tiny = rank_fidelity(frame.head(2))
+    assert tiny["n"] == 2 and tiny["kendall_tau"] is None and tiny["p_value"] is None
