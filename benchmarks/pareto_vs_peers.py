@@ -1,7 +1,8 @@
 """Do the retrained Pareto models dominate the hand-designed peers? Measured side by side.
 
 Reads ``RUN/distill/results.csv``: test CC per architecture and arm (mean over seeds). Then
-measures every architecture's batch-1 CPU latency in one interleaved run (same machine, same
+measures every architecture's batch-1 CPU latency in one interleaved run in the deployment
+runtime (``--backend``, default the run's ``search.latency.backend``; same machine, same
 thread count, each model at its own input resolution, median of ``--repeats`` passes), so
 latencies compare as ratios whatever the machine's drift. A Pareto model dominates a peer
 when its CC is at least the peer's and its latency at most the peer's, one of them strictly
@@ -21,10 +22,11 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
+from salnas.config import load_config  # noqa: E402
 from salnas.distill.export import load_any_model  # noqa: E402
-from salnas.layout import DISTILL, ORACLE_METRICS, RESULTS_CSV  # noqa: E402
+from salnas.layout import CONFIG_YAML, DISTILL, ORACLE_METRICS, RESULTS_CSV  # noqa: E402
+from salnas.search.backends import BACKENDS, compile_for_timing  # noqa: E402
 from salnas.search.latency import time_interleaved  # noqa: E402
 
 METRICS = ORACLE_METRICS
@@ -36,18 +38,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="runtime to time in (default: the run's search.latency.backend)")
     args = parser.parse_args()
     distill_dir = args.run / "distill" if (args.run / "distill").is_dir() else args.run
+    backend = args.backend
+    if backend is None:
+        config_file = distill_dir.parent / CONFIG_YAML
+        backend = (load_config(config_file).search.latency.backend if config_file.is_file()
+                   else "torch")
     results = pd.read_csv(distill_dir / RESULTS_CSV)
 
     # One model file per architecture: latency depends on the architecture, not the weights.
     first = results.sort_values([DISTILL.seed, DISTILL.arm]).groupby(DISTILL.arch).first()
     archs = list(first.index)
     models = [load_any_model(distill_dir / first.loc[a, "model_dir"] / "model.pt") for a in archs]
-    benches = []
-    for net, (h, w) in models:
-        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-        benches.append(lambda net=net, x=x: net(x))
+    benches = [compile_for_timing(net, res, backend, args.threads)  # type: ignore[arg-type]
+               for net, res in models]
     latency = time_interleaved(benches, threads=args.threads, warmup=args.warmup,
                                repeats=args.repeats, desc="latency")
 
@@ -80,7 +87,8 @@ def main() -> None:
             losers = [p for p in pareto if arm in table[p]["test"] and dominates(peer, p, arm)]
             verdicts[f"{peer}/{arm}"] = {"dominated_by": winners, "dominates": losers}
     print(json.dumps({
-        "run": str(args.run), "threads": args.threads, "repeats": args.repeats,
+        "run": str(args.run), "backend": backend, "threads": args.threads,
+        "repeats": args.repeats,
         "architectures": table, "peers": verdicts,
     }, indent=2))
 

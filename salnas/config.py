@@ -95,6 +95,10 @@ class LatencyConfig(Section):
         "measured", description="measured on this machine, or predicted from a LUT file"
     )
     lut: str | None = Field(None, description="lut.json of `salnas latency` (mode: lut)")
+    backend: Literal["torch", "torchscript", "onnxruntime"] = Field(
+        "torch", description="runtime the latency is measured in: eager torch, TorchScript, "
+        "or onnxruntime's CPU execution provider (what a deployment ships)",
+    )
     device: str = Field("cpu", description="device the latency is measured on")
     threads: int = Field(1, ge=1, description="CPU threads while measuring")
     warmup: int = Field(3, ge=0)
