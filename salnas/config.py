@@ -6,13 +6,58 @@ default. The resolved config (defaults filled in) is written into every output f
 
 from __future__ import annotations
 
+import importlib
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from salnas.errors import ConfigError
+
+# The loss terms a config may weight (salnas.losses implements them).
+LOSS_TERMS: tuple[str, ...] = ("kld", "cc", "nss", "sim")
+# A ground-truth blur wider than this is no saliency map (and its kernel would not fit memory).
+MAX_SIGMA_PX = 1000.0
+
+
+def check_sigma_px(value: float | None, setting: str = "data.sigma_px") -> float | None:
+    """``value`` when it is a usable blur in pixels (finite, > 0, <= MAX_SIGMA_PX) or None;
+    else a :class:`ConfigError` naming ``setting`` (the config key or the ``--sigma-px`` option).
+    """
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{setting} must be a number of pixels, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0 or v > MAX_SIGMA_PX:
+        raise ConfigError(f"{setting} is {value!r}: the ground-truth blur must be a finite number "
+                          f"of pixels > 0 and <= {MAX_SIGMA_PX:g} (omit it for the dataset's own)")
+    return v
+
+
+def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Loss weights: known terms only, finite and >= 0, at least one of them > 0."""
+    unknown = sorted(set(weights) - set(LOSS_TERMS))
+    if unknown:
+        raise ValueError(f"unknown loss term(s) {unknown}; choose from {', '.join(LOSS_TERMS)}")
+    bad = {k: w for k, w in weights.items() if not math.isfinite(w) or w < 0}
+    if bad:
+        raise ValueError(f"loss weights must be finite and >= 0, got {bad}")
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError(f"no loss term has a positive weight (got {weights or '{}'}); give at "
+                         f"least one of {', '.join(LOSS_TERMS)}, e.g. {{kld: 1.0, cc: 1.0}}")
+    return weights
 
 
 class Section(BaseModel):
@@ -46,6 +91,27 @@ class DataConfig(Section):
             )
         return v
 
+    @field_validator("sigma_px")
+    @classmethod
+    def _sigma(cls, v: float | None) -> float | None:
+        try:
+            return check_sigma_px(v, "sigma_px")
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("val", "test")
+    @classmethod
+    def _split_share(cls, v: float | int | None, info: ValidationInfo) -> float | int | None:
+        # Every stage validates (val) or tests (test) on these images: none of them may be empty.
+        if v is None:
+            return v
+        if isinstance(v, bool) or not math.isfinite(v) or v <= 0 or (
+                isinstance(v, float) and v >= 1 and not v.is_integer()):
+            raise ValueError(
+                f"{v!r} leaves the {info.field_name} split empty or is no share: give a count "
+                f">= 1 or a fraction in (0, 1); the stages validate and test on >= 1 image")
+        return v
+
 
 class SupernetConfig(Section):
     """Supernet and its sandwich training (``salnas supernet train``)."""
@@ -67,6 +133,26 @@ class SupernetConfig(Section):
     inplace_distill: bool = Field(True, description="smaller subnets learn the max's prediction")
     distill_weight: float = Field(1.0, ge=0)
     loss: dict[str, float] = Field(default_factory=lambda: {"kld": 1.0, "cc": 1.0, "nss": 0.1})
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, v: dict[str, float]) -> dict[str, float]:
+        return check_loss_weights(v)
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Build the space now, so a typo or an impossible choice fails at config time."""
+        if v:
+            # Imported by name, only when a space is set: the core does not depend on the
+            # supernet package (nor on torch) otherwise.
+            space = importlib.import_module("salnas.supernet.space")
+            try:
+                space.SearchSpace(v)
+            except (ValueError, TypeError, KeyError) as e:  # GenomeError is a ValueError
+                raise ValueError(f"not a valid search space: {e}") from None
+        return v
+
     progressive: bool = Field(
         False, description="progressive shrinking: kernel, then depth, then expand/decoder"
     )
@@ -197,6 +283,12 @@ class DistillConfig(Section):
     warmup_epochs: int = Field(0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; null disables")
     loss: dict[str, float] = Field(default_factory=lambda: {"kld": 1.0, "cc": 1.0, "nss": 0.1})
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, v: dict[str, float]) -> dict[str, float]:
+        return check_loss_weights(v)
+
     alpha: float = Field(
         0.5, ge=0, le=1, description="target = alpha * ground truth + (1 - alpha) * teacher"
     )
@@ -214,6 +306,14 @@ class DistillConfig(Section):
         "(baseline arm, seed 0, fidelity_epochs) for rank fidelity; 0: off",
     )
     fidelity_epochs: int = Field(2, ge=1, description="training epochs of the fidelity sample")
+    csnet_dwd: float = Field(
+        1e-2, ge=0, description="peers: also train the CSNet-style peer with dynamic weight "
+        "decay of this strength and prune it (peer-csnet-dwd); 0: off",
+    )
+    csnet_prune: float = Field(
+        0.05, gt=0, lt=1, description="prune CSNet branch channels whose |BN gamma| is below "
+        "this fraction of the largest",
+    )
     val_images: int | None = Field(None, ge=1, description="validate on the first N val images")
     bn_recalib_batches: int = Field(8, ge=1, description="BN recalibration of inherited weights")
     export_onnx: bool = Field(True, description="also write model.onnx (needs onnx installed)")
@@ -258,14 +358,16 @@ class Config(Section):
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    lines = []
+    """One line: the source, then each invalid setting by its dotted key."""
+    parts = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{key}' (check the spelling; see `salnas config --help`)")
+            parts.append(f"unknown key '{key}' (check the spelling; see `salnas config show`)")
         else:
-            lines.append(f"'{key}': {e['msg']}")
-    return f"{source}: invalid config\n" + "\n".join(f"  - {line}" for line in lines)
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            parts.append(f"'{key}': {msg}")
+    return f"{source}: invalid config: " + "; ".join(" ".join(p.split()) for p in parts)
 
 
 def config_from_dict(data: dict[str, Any] | None, source: str = "config") -> Config:
@@ -275,29 +377,65 @@ def config_from_dict(data: dict[str, Any] | None, source: str = "config") -> Con
         raise ConfigError(_format_error(e, source)) from None
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply dotted overrides."""
-    data: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping of a YAML config file; every unusable file is a one-line ConfigError."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not a text file (not UTF-8); give a YAML "
+                          "config") from None
+    except OSError as e:
+        raise ConfigError(f"config {path} cannot be read ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded or {}
+
+
+def parse_set_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--set key=value`` options as dotted overrides; each value is read as YAML (``3``,
+    ``0.5``, ``true``, ``[96, 128]``, ``null``) and typed by the schema in :func:`load_config`."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key or not all(part.strip() for part in key.split(".")):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. "
+                              "--set supernet.epochs=3")
         try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        data = loaded or {}
-    for dotted, value in (overrides or {}).items():
-        node = data
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: the value {text!r} is not valid YAML") from None
+    return out
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply dotted overrides.
+
+    The overrides (``{"supernet.epochs": 3}``, what ``--set`` gives) apply to the validated
+    config, defaults filled in, and the result is validated again: a key that is no setting
+    or a value of the wrong type is an error naming it.
+    """
+    source = "defaults" if path is None else str(path)
+    data = {} if path is None else _read_yaml(Path(path))
+    if not overrides:
+        return config_from_dict(data, source)
+    merged = config_from_dict(data, source).model_dump(mode="json")
+    for dotted, value in overrides.items():
+        node: Any = merged
         *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
+        for i, p in enumerate(parents):
+            node = node.setdefault(p, {}) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: '{'.'.join(parents[: i + 1])}' is a "
+                                  "setting, not a section")
         node[leaf] = value
-    return config_from_dict(data, source)
+    return config_from_dict(merged, f"{source} with --set {', '.join(overrides)}")
 
 
 def dump_config(config: Config) -> str:

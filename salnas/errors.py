@@ -17,3 +17,19 @@ class DatasetError(SalnasError):
 
 class ConfigError(SalnasError):
     """A config file or setting is invalid."""
+
+
+class OutputError(SalnasError, OSError):
+    """An output cannot be written (disk full, no permission, a file where a folder belongs).
+
+    Still an :class:`OSError` carrying the ``errno``, for callers that handle those; its
+    message names the path.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        Exception.__init__(self, message)
+        self.message = message
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return self.message

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
+import re
+import secrets
+import socket
 import subprocess
 import sys
-import tempfile
+import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from salnas.errors import SalnasError
+from salnas.errors import OutputError, SalnasError
 
 _PROVENANCE_PACKAGES = (
     "salnas",
@@ -33,25 +38,152 @@ _PROVENANCE_PACKAGES = (
 )
 
 
+# Temporary files of atomic writes: ``.<name>.<pid>@<host>.<8 hex>.tmp`` beside the target, so a
+# later start can tell an orphan (its writer is dead) from a write in flight.
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)@(?P<host>[^/]+)\.[0-9a-f]{8}\.tmp$")
+# Files of older versions (mkstemp's ``.<name>.<random>.tmp``) and of writers on other hosts
+# are orphans once they are this old.
+STALE_TMP_AGE_S = 3600.0
+
+
+def _describe_os_error(e: OSError) -> str:
+    reasons = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "read-only file system",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "a file is in the way",
+        errno.EISDIR: "it is a folder",
+    }
+    return reasons.get(e.errno or -1, e.strerror or str(e))
+
+
+def write_error(path: str | os.PathLike[str], e: OSError) -> OutputError:
+    """The one-line error of a failed write of ``path`` (earlier files are left as they were)."""
+    return OutputError(f"cannot write {path}: {_describe_os_error(e)} (earlier files are intact)",
+                       e.errno)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
 
-    A crash while writing leaves the previous file untouched.
+    A crash while writing leaves the previous file untouched (and a temporary file that
+    :func:`remove_stale_tmp` removes on the next start). The file gets the mode of the umask
+    (0644 under the usual 022), like any file ``open`` creates. A failed write (disk full, no
+    permission) raises :class:`~salnas.errors.OutputError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = path.parent / (f".{path.name}.{os.getpid()}@{socket.gethostname()}."
+                                 f"{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise write_error(path, e) from e
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, SalnasError):
+            raise write_error(path, e) from e
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(
+    directory: str | os.PathLike[str],
+    *,
+    recursive: bool = False,
+    min_age_s: float = STALE_TMP_AGE_S,
+) -> list[Path]:
+    """Remove the temporary files of atomic writes that a killed process left in ``directory``.
+
+    A temporary file is removed when its writer, a process of this host, is dead, or when it
+    is older than ``min_age_s`` (other hosts' and older versions' files). A stage that is the
+    only writer of its directory passes ``min_age_s=0``; a directory that several workers share
+    keeps the default, so a write in flight is never removed. Returns the removed paths.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    host, now, removed = socket.gethostname(), time.time(), []
+    for path in directory.rglob(".*.tmp") if recursive else directory.glob(".*.tmp"):
+        try:
+            if not path.is_file() or path.is_symlink():
+                continue
+            m = _TMP_RE.match(path.name)
+            if m and m["host"] == host:
+                stale = int(m["pid"]) != os.getpid() and not _alive(int(m["pid"]))
+            else:
+                stale = now - path.stat().st_mtime >= min_age_s
+            if stale:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # its writer finished (or another start removed it)
+            continue
+    return removed
+
+
+def ensure_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create the output folder ``path`` (named by ``option`` in errors); refuse a file or an
+    unwritable place with one line, before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path} is a file, not a folder; choose a folder", errno.EEXIST)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{option} {path}: cannot create the folder "
+                          f"({_describe_os_error(e)})", e.errno) from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: the folder is not writable", errno.EACCES)
+    return path
+
+
+# ---------------------------------------------------------------- progress bars
+_progress: bool | None = None
+
+
+def set_progress(enabled: bool | None) -> None:
+    """Force progress bars on or off for this process (None: decide by the terminal)."""
+    global _progress
+    _progress = enabled
+
+
+def progress_enabled(flag: bool | None = None) -> bool:
+    """The one decision whether to draw progress bars: an explicit ``flag`` (a command's
+    ``--progress/--no-progress``), else :func:`set_progress`'s, else whether stderr is a
+    terminal (piped logs carry no carriage-return chains)."""
+    if flag is not None:
+        return flag
+    if _progress is not None:
+        return _progress
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -60,9 +192,29 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    write_text_atomic(
-        path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n"
-    )
+    """Strict JSON (``allow_nan=False``): a NaN, the missing-value marker of our tables, is
+    written as ``null``; an infinite value is an error naming its key (never ``Infinity``)."""
+    text = json.dumps(_strict(data, path, ""), indent=2, sort_keys=False, allow_nan=False,
+                      default=_json_default)
+    write_text_atomic(path, text + "\n")
+
+
+def _strict(obj: Any, path: str | os.PathLike[str], where: str) -> Any:
+    """``obj`` as plain JSON types: numpy/torch values unwrapped, NaN -> None, inf refused."""
+    if isinstance(obj, dict):
+        return {k: _strict(v, path, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v, path, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if not isinstance(obj, str | int | float | bool) and obj is not None:
+        if hasattr(obj, "tolist") or hasattr(obj, "item"):
+            plain = obj.tolist() if hasattr(obj, "tolist") else obj.item()
+            return _strict(plain, path, where)
+        return obj  # Path and friends: json's default hook
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if math.isnan(obj):
+            return None
+        raise SalnasError(f"{path}: {where or 'the value'} is {obj}, which JSON cannot hold")
+    return obj
 
 
 def save_torch_atomic(path: str | os.PathLike[str], payload: Any) -> None:
