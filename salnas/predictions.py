@@ -15,10 +15,14 @@ PREDICTION_SUFFIXES = (".npy", ".png")
 
 
 def find_prediction(folder: Path, stem: str) -> Path:
-    for suffix in PREDICTION_SUFFIXES:
-        path = folder / f"{stem}{suffix}"
-        if path.is_file():
-            return path
+    """The one prediction file of ``stem``; both ``.png`` and ``.npy`` is an error naming both."""
+    found = [p for p in (folder / f"{stem}{s}" for s in PREDICTION_SUFFIXES) if p.is_file()]
+    if len(found) > 1:
+        raise SalnasError(
+            f"{found[0]} and {found[1]} are both predictions of image '{stem}'; keep one of them"
+        )
+    if found:
+        return found[0]
     raise SalnasError(
         f"no prediction for image '{stem}' in {folder} (expected {stem}.png or {stem}.npy); "
         "every image of the evaluated split needs one"
@@ -33,8 +37,11 @@ def read_prediction(path: Path) -> np.ndarray:
         except (OSError, ValueError) as e:
             raise SalnasError(f"{path}: unreadable .npy prediction ({e})") from e
         m = np.squeeze(m)
-        if m.ndim != 2 or not np.isfinite(m).all():
+        if m.ndim != 2 or m.dtype.kind not in "iuf" or not np.isfinite(m).all():
             raise SalnasError(f"{path}: a prediction must be a finite 2-D map, got shape {m.shape}")
+        if (m < 0).any():
+            raise SalnasError(f"{path}: a prediction must not be negative (min {float(m.min()):g});"
+                              " save a saliency map or density (>= 0)")
         return m.astype(np.float32)
     try:
         return read_gray(path)

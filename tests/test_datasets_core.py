@@ -3,9 +3,12 @@ import json
 import numpy as np
 import pytest
 
+from salnas.config import config_from_dict
 from salnas.datasets import (
+    ProblemError,
     SaliencyDataset,
     check_source,
+    ground_truth,
     load_split,
     make_split,
     open_source,
@@ -13,7 +16,8 @@ from salnas.datasets import (
     save_split,
 )
 from salnas.datasets.synthetic import SIZE, SyntheticSource, generate_scene
-from salnas.errors import DatasetError
+from salnas.datasets.training import load_training_data
+from salnas.errors import ConfigError, DatasetError, SalnasError
 
 
 def test_unknown_kind_and_missing_path_are_clear_errors(tmp_path):
@@ -127,3 +131,29 @@ def test_osie_check_reports_no_problem_on_a_sample(osie_root, tmp_path):
     assert report.n_images == 5
     assert len(report.problems) == 695
     assert all("fixations.mat" in p and "no image" in p for p in report.problems)
+
+
+# ------------------------------------------------------------------------------ reliability
+@pytest.mark.parametrize("spec", ["synthetic:abc", "synthetic:0", "synthetic:-5"])
+def test_bad_synthetic_counts_are_salnas_errors(spec):
+    with pytest.raises(SalnasError, match=r"synthetic:N needs"):
+        open_source(spec)
+
+
+def test_problem_errors_are_value_and_salnas_errors():
+    assert issubclass(ProblemError, ValueError) and issubclass(ProblemError, SalnasError)
+
+
+@pytest.mark.parametrize("sigma", [float("nan"), 0.0, -2.0, float("inf"), 1e9])
+def test_ground_truth_refuses_an_unusable_sigma(sigma):
+    source = open_source("synthetic:4")
+    with pytest.raises(ConfigError, match="sigma_px"):
+        ground_truth(source, source.stems()[0], (32, 32), sigma)
+
+
+def test_an_empty_val_split_stops_before_training(tmp_path):
+    # A fraction that rounds to zero images passes the config, not the split.
+    config = config_from_dict({"data": {"spec": "synthetic:12", "resolution": [32, 32],
+                                        "val": 0.01, "test": 2}})
+    with pytest.raises(DatasetError, match=r"val split of synthetic:12 is empty .*raise data\.val"):
+        load_training_data(config, tmp_path, progress=False)

@@ -20,12 +20,12 @@ import scipy.io
 from PIL import Image, UnidentifiedImageError
 
 from salnas.density import Fixations
-from salnas.errors import DatasetError
+from salnas.errors import DatasetError, SalnasError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-class ProblemError(Exception):
+class ProblemError(ValueError, SalnasError):
     """One file-level problem; the message names the file and what is wrong with it."""
 
 
@@ -132,7 +132,14 @@ class FileLayoutSource(SaliencySource):
 
     @cached_property
     def _scan(self) -> Scan:
-        return self.scan()
+        images, fixations, maps, problems = self.scan()
+        if self.root is not None:  # files that resolve outside the dataset are never read
+            for found in (images, fixations, maps):
+                for stem, path in list(found.items()):
+                    if resolves_outside(path, self.root):
+                        problems.append(outside_problem(path, self.root))
+                        del found[stem]
+        return images, fixations, maps, problems
 
     def stems(self) -> list[str]:
         images, fixations, _, _ = self._scan
@@ -162,6 +169,20 @@ class FileLayoutSource(SaliencySource):
             *(self.no_image(s, p) for s, p in fixations.items() if s not in images),
             *map_problems(images, maps, self.maps_where, self.stems()),
         ]
+
+
+def resolves_outside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (a symlink, or a file in a linked folder) resolves outside ``root``."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return True
+    return False
+
+
+def outside_problem(path: Path, root: Path) -> str:
+    return (f"{path}: links to a file outside the dataset folder {root}; refused (copy the "
+            "file into the dataset folder)")
 
 
 def read_rgb(path: Path) -> np.ndarray:

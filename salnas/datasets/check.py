@@ -88,4 +88,9 @@ def check_source(source: SaliencySource, progress: bool = True) -> CheckReport:
                     f"{source.map_path(stem) or stem}: ground-truth map is "
                     f"{gt_map.shape[1]}x{gt_map.shape[0]} (WxH), the image {size[1]}x{size[0]}"
                 )
+            elif not np.isfinite(gt_map).all() or not (gt_map > 0).any():
+                report.problems.append(
+                    f"{source.map_path(stem) or stem}: ground-truth map is all zero (or not "
+                    "finite): no density to learn or score; fix or remove the map"
+                )
     return report

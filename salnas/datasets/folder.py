@@ -89,6 +89,11 @@ def _field(value: str) -> str:
     return value.strip().lstrip("\ufeff").strip().lower()
 
 
+def _quote(text: str, limit: int = 24) -> str:
+    """A field for a message: quoted, and cut short (a message never dumps a file's lines)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def parse_fixation_csv(path: Path) -> Fixations:
     """Read one ``fixations/<stem>.csv`` file (format in the module docstring)."""
     try:
@@ -107,11 +112,12 @@ def parse_fixation_csv(path: Path) -> Fixations:
         if names.count(name) > 1:
             raise ProblemError(f"{path}: line {header_line}: column '{name}' is named twice")
     if "x" not in names or "y" not in names:
+        # The header's text is not echoed: a message never carries a file's content.
         other_delimiter = any(d in ",".join(header) for d in ";\t")
         hint = " (the file must be comma-separated)" if other_delimiter else ""
         raise ProblemError(
-            f"{path}: line {header_line}: header {','.join(header)!r} lacks an 'x' and a 'y' "
-            f"column{hint}; the first line must name the columns, e.g. 'x,y,subject'"
+            f"{path}: line {header_line}: the header ({len(header)} column(s)) lacks an 'x' "
+            f"and a 'y' column{hint}; the first line must name the columns, e.g. 'x,y,subject'"
         )
     ix, iy = names.index("x"), names.index("y")
     isub = names.index("subject") if "subject" in names else None
@@ -129,11 +135,11 @@ def parse_fixation_csv(path: Path) -> Fixations:
                 value = float(text)
             except ValueError:
                 raise ProblemError(
-                    f"{path}: line {line}: {names[col]} value {text!r} is not a number"
+                    f"{path}: line {line}: {names[col]} value {_quote(text)} is not a number"
                 ) from None
             if not math.isfinite(value):
                 raise ProblemError(
-                    f"{path}: line {line}: {names[col]} value {text!r} is not finite"
+                    f"{path}: line {line}: {names[col]} value {_quote(text)} is not finite"
                 )
             out.append(value)
         if isub is not None:

@@ -13,8 +13,10 @@ from salnas.datasets.base import (
     SaliencySource,
     find_images,
     header_size,
+    outside_problem,
     read_rgb,
     register,
+    resolves_outside,
 )
 from salnas.density import Fixations
 from salnas.errors import DatasetError
@@ -35,9 +37,18 @@ class OsieSource(SaliencySource):
         return self.root / "fixations.mat"
 
     @cached_property
+    def _image_scan(self) -> tuple[dict[str, Path], list[str]]:
+        """(stimuli, problems): a stimulus that links outside the dataset is refused."""
+        assert self.root is not None
+        found = find_images(self.root / "stimuli")
+        outside = {s for s, p in found.items() if resolves_outside(p, self.root)}
+        problems = [outside_problem(found[s], self.root) for s in sorted(outside)]
+        return {s: p for s, p in found.items() if s not in outside}, problems
+
+    @cached_property
     def _images(self) -> dict[str, Path]:
         assert self.root is not None
-        images = find_images(self.root / "stimuli")
+        images = self._image_scan[0]
         if not images:
             raise DatasetError(
                 f"osie: no images in {self.root / 'stimuli'} (expected stimuli/*.jpg)"
@@ -72,7 +83,6 @@ class OsieSource(SaliencySource):
 
     def stems(self) -> list[str]:
         return sorted(set(self._images) & set(self._fixations))
-
     def load_image(self, stem: str) -> np.ndarray:
         return read_rgb(self._images[stem])
 
@@ -86,7 +96,8 @@ class OsieSource(SaliencySource):
             raise ProblemError(f"{self.mat_path}: no fixations for image {stem}") from None
 
     def structural_problems(self) -> list[str]:
-        problems = [
+        problems = list(self._image_scan[1])
+        problems += [
             f"{path}: image has no fixations in {self.mat_path.name}"
             for stem, path in self._images.items()
             if stem not in self._fixations

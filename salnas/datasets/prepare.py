@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from salnas.config import check_sigma_px
 from salnas.datasets.base import SaliencySource
 from salnas.datasets.check import check_source
 from salnas.density import (
@@ -41,7 +42,7 @@ def default_cache_dir() -> Path:
 def resolve_sigma(source: SaliencySource, size: tuple[int, int], override: float | None) -> float:
     """Blur sigma in pixels of the original image: override > dataset's own > 3% of max side."""
     if override is not None:
-        return float(override)
+        return float(check_sigma_px(override, "sigma_px") or override)
     if source.default_sigma_px is not None:
         return float(source.default_sigma_px)
     return default_sigma_px(size)

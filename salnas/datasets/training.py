@@ -13,6 +13,7 @@ from salnas.config import Config
 from salnas.datasets.base import open_source
 from salnas.datasets.prepare import PreparedDataset, SaliencyDataset, prepare
 from salnas.datasets.split import load_split, resolve_split, save_split
+from salnas.errors import DatasetError
 from salnas.layout import SPLIT_JSON
 
 __all__ = ["TrainingData", "load_training_data"]
@@ -61,6 +62,13 @@ def load_training_data(
                 seed=config.data.split_seed,
                 fingerprint=source.fingerprint(),
             )
+    for part, setting in (("val", "data.val"), ("test", "data.test")):
+        if not split[part]:  # validation and test scores of zero images would read as 0.0
+            where = f"{split_path}" if split_path is not None and split_path.is_file() else (
+                f"{setting} ({getattr(config.data, part)!r})")
+            raise DatasetError(
+                f"the {part} split of {source.spec} is empty ({where}, {len(prepared.stems)} "
+                f"images); every stage needs >= 1 {part} image: raise {setting}")
     val_stems = (
         split["val"][: config.supernet.val_images] if config.supernet.val_images else split["val"]
     )
