@@ -31,7 +31,12 @@
   read-out 1x1 conv     4        1, bilinear to H x W
   ====================  =======  ========
 
-  101,470 parameters; ``tests/test_distill_peers.py`` checks 80k-120k.
+  101,470 parameters.
+* ``csnet-dwd``: the same network trained with CSNet's dynamic weight decay on the BatchNorm
+  scales of its per-scale branches (:class:`DynamicWeightDecay`, ``distill.csnet_dwd``), then
+  pruned to the channels that kept a scale above ``distill.csnet_prune`` of the largest
+  (:func:`prune_csnet`): each scale of each block learns its number of channels. It is
+  exported as the smaller network (``splits`` in its model file).
 
 Peer model files (``model.pt``) of ``csnet`` use the format ``salnas-peer-v1`` (name,
 constructor arguments, weights, resolution, config); :func:`distill.export.load_any_model`
@@ -53,8 +58,8 @@ from salnas.errors import SalnasError
 from salnas.io import save_torch_atomic
 from salnas.supernet.space import Genome, SearchSpace
 
-__all__ = ["PEERS", "PEER_FORMAT", "CSNet", "MultiScaleBlock", "fpn_genome", "load_peer",
-           "save_peer"]
+__all__ = ["PEERS", "PEER_FORMAT", "CSNet", "DynamicWeightDecay", "MultiScaleBlock",
+           "branch_norms", "fpn_genome", "load_peer", "prune_csnet", "save_peer"]
 
 PEER_FORMAT = "salnas-peer-v1"
 PEERS = ("max", "fpn", "csnet")
@@ -101,12 +106,16 @@ def _half(x: Tensor) -> Tensor:
 class MultiScaleBlock(nn.Module):
     """gOctConv-like block: expand, depthwise 3x3 at three scales, concatenate, project."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, expand: int = 2) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1, expand: int = 2,
+                 split: tuple[int, ...] | None = None) -> None:
         super().__init__()
-        hidden = max(3, cin * expand // 3 * 3)  # divisible into three scale groups
+        if split is None:
+            hidden = max(3, cin * expand // 3 * 3)  # divisible into three scale groups
+            split = (hidden // 3,) * 3
+        hidden = sum(split)
         self.down = _conv_bn(cin, cin, 3, 2, groups=cin, relu=False) if stride == 2 else None
         self.expand = _conv_bn(cin, hidden, 1)
-        self.split = [hidden // 3] * 3
+        self.split = list(split)
         self.branches = nn.ModuleList(_conv_bn(c, c, 3, groups=c) for c in self.split)
         self.project = _conv_bn(hidden, cout, 1, relu=False)
         self.residual = stride == 1 and cin == cout
@@ -138,16 +147,26 @@ class CSNet(nn.Module):
         stages: tuple[tuple[int, int], ...] = ((24, 1), (40, 2), (64, 3), (80, 1)),
         stem: int = 16,
         decoder: int = 32,
+        splits: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
-        self.config = {"stages": [list(s) for s in stages], "stem": stem, "decoder": decoder}
+        n_blocks = sum(r for _, r in stages) + len(stages) - 1
+        if splits is not None and len(splits) != n_blocks:
+            raise ValueError(f"splits: need one per multi-scale block ({n_blocks}), "
+                             f"got {len(splits)}")
+        given = iter(splits) if splits is not None else None
+
+        def split() -> tuple[int, ...] | None:
+            return tuple(next(given)) if given is not None else None
+
         self.stem = _conv_bn(3, stem, 3, 2)
         blocks, cin = [], stem
         for cout, repeats in stages:
             blocks.append(
                 nn.Sequential(
                     *(
-                        MultiScaleBlock(cin if j == 0 else cout, cout, 2 if j == 0 else 1)
+                        MultiScaleBlock(cin if j == 0 else cout, cout, 2 if j == 0 else 1,
+                                        split=split())
                         for j in range(repeats)
                     )
                 )
@@ -155,7 +174,10 @@ class CSNet(nn.Module):
             cin = cout
         self.stages = nn.ModuleList(blocks)
         self.lateral = nn.ModuleList(_conv_bn(c, decoder, 1) for c, _ in stages)
-        self.fuse = nn.ModuleList(MultiScaleBlock(decoder, decoder) for _ in stages[:-1])
+        self.fuse = nn.ModuleList(MultiScaleBlock(decoder, decoder, split=split())
+                                  for _ in stages[:-1])
+        self.config = {"stages": [list(s) for s in stages], "stem": stem, "decoder": decoder,
+                       "splits": [list(b.split) for b in self.blocks()]}
         self.readout = nn.Conv2d(decoder, 1, 1)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
@@ -164,6 +186,10 @@ class CSNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         nn.init.normal_(self.readout.weight, std=0.01)  # start near a uniform density
         nn.init.zeros_(self.readout.bias)  # type: ignore[arg-type]
+
+    def blocks(self) -> list[MultiScaleBlock]:
+        """Every multi-scale block: encoder stages in order, then the decoder's fuse blocks."""
+        return [b for stage in self.stages for b in stage] + list(self.fuse)  # type: ignore[misc]
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
@@ -204,7 +230,114 @@ def load_peer(payload: dict[str, Any], path: Path) -> tuple[CSNet, tuple[int, in
     if payload.get("name") != "csnet":
         raise SalnasError(f"{path}: unknown peer model {payload.get('name')!r}")
     kwargs = json.loads(payload["kwargs"])
-    net = CSNet(tuple(tuple(s) for s in kwargs["stages"]), kwargs["stem"], kwargs["decoder"])
+    net = CSNet(tuple(tuple(s) for s in kwargs["stages"]), kwargs["stem"], kwargs["decoder"],
+                kwargs.get("splits"))
     net.load_state_dict(payload["state_dict"])
     h, w = payload["resolution"]
     return net.eval(), (int(h), int(w))
+
+
+# ---------------------------------------------------------------- learned channel counts
+class DynamicWeightDecay:
+    """CSNet's dynamic weight decay on the per-scale channels of every multi-scale block.
+
+    Gao et al., "Highly Efficient Salient Object Detection with 100K Parameters", ECCV 2020,
+    Sec. 3.3: instead of decaying every weight by one constant, the decay of a channel's weight
+    follows its feature, ``w <- w - lr * (grad f(w) + lambda_d * S(x) * w)``, with ``S`` the
+    global average pooling of the feature the weight produces. Here ``w`` is the BatchNorm
+    scale (gamma) after each scale branch's depthwise conv and ``S(x)`` the batch mean of
+    ``|x|`` over the branch's output channel, measured in the forward pass; the term is added
+    to gamma's gradient after the backward pass (:meth:`apply`), before the optimiser step.
+    Channels that carry little signal decay towards zero and :func:`prune_csnet` removes them,
+    so each scale learns its own number of channels.
+    """
+
+    def __init__(self, model: CSNet, strength: float) -> None:
+        self.model, self.strength = model, float(strength)
+        self.features: dict[nn.BatchNorm2d, Tensor] = {}
+        self.handles = [bn.register_forward_hook(self._record) for bn in branch_norms(model)]
+
+    def _record(self, module: nn.Module, _inputs: Any, output: Tensor) -> None:
+        if module.training:
+            self.features[module] = output.detach().abs().mean((0, 2, 3))  # type: ignore[index]
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Add ``strength * S(x) * gamma`` to each branch gamma's gradient."""
+        for bn, feature in self.features.items():
+            if bn.weight.grad is not None:
+                bn.weight.grad.add_(self.strength * feature * bn.weight)
+        self.features.clear()
+
+    def remove(self) -> None:
+        """Detach the hooks (the model trains plainly again)."""
+        for handle in self.handles:
+            handle.remove()
+
+
+def branch_norms(model: CSNet) -> list[nn.BatchNorm2d]:
+    """The BatchNorm after each scale branch of each block (the channels DWD learns)."""
+    return [branch[1] for block in model.blocks() for branch in block.branches]  # type: ignore
+
+
+@torch.no_grad()
+def prune_csnet(model: CSNet, threshold: float) -> CSNet:
+    """A smaller CSNet without the branch channels whose ``|gamma|`` is below ``threshold``
+    times the largest ``|gamma|`` of the network (at least one channel per branch stays).
+
+    Kept channels compute exactly what they computed. A removed channel's output, which is
+    ``relu(beta)`` when its gamma is 0, is folded into the block's projection BatchNorm as a
+    constant, so in eval mode the pruned network matches the original up to the removed
+    channels' (small) gamma terms.
+    """
+    top = max(float(bn.weight.abs().max()) for bn in branch_norms(model))
+    keeps: list[list[Tensor]] = []
+    for block in model.blocks():
+        per_branch = []
+        for branch in block.branches:
+            gamma = branch[1].weight.abs()  # type: ignore[index]
+            keep = torch.nonzero(gamma >= threshold * top).flatten()
+            per_branch.append(keep if keep.numel() else gamma.argmax().reshape(1))
+        keeps.append(per_branch)
+    kwargs = model.config
+    pruned = CSNet(tuple(tuple(s) for s in kwargs["stages"]), kwargs["stem"], kwargs["decoder"],
+                   [[int(k.numel()) for k in per_branch] for per_branch in keeps])
+    pruned.load_state_dict(_unchanged_weights(model, pruned), strict=False)
+    for old, new, per_branch in zip(model.blocks(), pruned.blocks(), keeps, strict=True):
+        _prune_block(old, new, per_branch)
+    return pruned.train(model.training)
+
+
+def _unchanged_weights(old: CSNet, new: CSNet) -> dict[str, Tensor]:
+    shapes = {k: v.shape for k, v in new.state_dict().items()}
+    return {k: v for k, v in old.state_dict().items() if k in shapes and v.shape == shapes[k]}
+
+
+def _copy_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d, index: Tensor) -> None:
+    new.weight.copy_(old.weight[index])
+    new.bias.copy_(old.bias[index])
+    new.running_mean.copy_(old.running_mean[index])  # type: ignore[index,union-attr]
+    new.running_var.copy_(old.running_var[index])  # type: ignore[index,union-attr]
+
+
+def _prune_block(old: MultiScaleBlock, new: MultiScaleBlock, keeps: list[Tensor]) -> None:
+    offsets = [0, *torch.tensor(old.split).cumsum(0).tolist()[:-1]]
+    kept = torch.cat([k + off for k, off in zip(keeps, offsets, strict=True)])
+    removed = torch.tensor(sorted(set(range(sum(old.split))) - set(kept.tolist())),
+                           dtype=torch.long)
+    if old.down is not None and new.down is not None:
+        new.down.load_state_dict(old.down.state_dict())
+    new.expand[0].weight.copy_(old.expand[0].weight[kept])  # type: ignore[index]
+    _copy_bn(old.expand[1], new.expand[1], kept)  # type: ignore[arg-type]
+    for b_old, b_new, keep in zip(old.branches, new.branches, keeps, strict=True):
+        b_new[0].weight.copy_(b_old[0].weight[keep])  # type: ignore[index]
+        _copy_bn(b_old[1], b_new[1], keep)  # type: ignore[arg-type]
+    project_old, project_new = old.project[0], new.project[0]
+    project_new.weight.copy_(project_old.weight[:, kept])  # type: ignore[index]
+    _copy_bn(old.project[1], new.project[1], torch.arange(project_old.out_channels))  # type: ignore
+    if removed.numel():
+        # The removed channels' constant output relu(beta) reaches the projection conv: fold
+        # it into the projection BN's running mean (eval-mode arithmetic unchanged).
+        betas = torch.cat([b[1].bias for b in old.branches])  # type: ignore[index]
+        constant = project_old.weight[:, removed, 0, 0] @ betas[removed].clamp_min(0)
+        new.project[1].running_mean.sub_(constant)  # type: ignore[union-attr]

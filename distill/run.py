@@ -71,7 +71,7 @@ from salnas.supernet.subnet import predict_image, save_subnet
 from .energy import track_energy
 from .export import export_onnx, export_torchscript, onnx_available
 from .fidelity import FIDELITY_KIND, rank_fidelity
-from .peers import CSNet, fpn_genome, save_peer
+from .peers import CSNet, DynamicWeightDecay, fpn_genome, prune_csnet, save_peer
 from .trainer import train_standalone
 
 __all__ = [
@@ -85,6 +85,7 @@ __all__ = [
 ]
 
 FPN_PEER = "peer-fpn"
+CSNET_DWD_PEER = "peer-csnet-dwd"  # CSNet trained with dynamic weight decay, then pruned
 RESULT_FILE = RESULT_JSON  # an arm is finished exactly when its result.json exists
 # Settings that may change between a run and its resume (what and where, not how).
 _RESUMABLE = ("select", "ids", "time_budget_s", "peers", "seeds", "threads", "device",
@@ -239,6 +240,8 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
             archs.append(("peer-max", "peer", space.max_genome(), {}))
         archs.append((FPN_PEER, "peer", fpn_genome(space), {}))
         archs.append(("peer-csnet", "peer", None, {}))
+        if cfg.csnet_dwd > 0:
+            archs.append((CSNET_DWD_PEER, "peer", None, {}))
     return [Unit(a, kind, g, seed, extra) for a, kind, g, extra in archs for seed in cfg.seeds]
 
 
@@ -450,12 +453,17 @@ class DistillRun:
         kd = arm == "selfkd"
         model, res, pretrained = self._initial_model(unit, unit.seed)
         train_cfg = cfg if unit.epochs is None else cfg.model_copy(update={"epochs": unit.epochs})
+        dwd = unit.arch == CSNET_DWD_PEER
         with track_energy(cfg.country_iso_code, cfg.track_energy) as energy:
             result = train_standalone(
                 model, res, self.data, train_cfg, seed=unit.seed, kd=kd, pretrained=pretrained,
                 device=self.device, progress=self.progress,
-                desc=f"{unit.arch} {arm} seed {unit.seed}")
+                desc=f"{unit.arch} {arm} seed {unit.seed}",
+                regulariser=(lambda m: DynamicWeightDecay(m, cfg.csnet_dwd)) if dwd else None)
         net = result.model.cpu().eval()
+        unpruned_params = sum(p.numel() for p in net.parameters())
+        if dwd:
+            net = prune_csnet(net, cfg.csnet_prune).eval()  # type: ignore[arg-type]
         meta = {"arch": unit.arch, "arm": arm, "seed": unit.seed, "kd": kd}
         # Exports carry what `salnas predict` needs without the .pt: the data settings
         # (split seed and sizes) and the genome.
@@ -499,6 +507,7 @@ class DistillRun:
             f"val_{cfg.monitor}": result.best_val.get(cfg.monitor, math.nan),
             **{f"test_{k}": v for k, v in scores.items()},
             "params": params,
+            "params_unpruned": unpruned_params,
             "flops": flops,
             "latency_ms": latency,
             "resolution": f"{res[0]}x{res[1]}",

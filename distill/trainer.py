@@ -24,9 +24,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from salnas.supernet.optim import lr_factor, make_optimizer, set_lr
 
 __all__ = [
     "Learner",
+    "Regulariser",
     "SelfKDTeacher",
     "TrainResult",
     "alpha_at",
@@ -120,6 +121,14 @@ class SelfKDTeacher:
         return logits_to_density(forward_at(self.model, images, resolution))
 
 
+class Regulariser(Protocol):
+    """A training-time term added to the gradients after each backward pass."""
+
+    def apply(self) -> None: ...
+
+    def remove(self) -> None: ...
+
+
 @dataclass
 class Learner:
     """One model in training: the student, its optimiser, its teacher and its data."""
@@ -129,6 +138,7 @@ class Learner:
     train: SaliencyDataset
     teacher: SelfKDTeacher | None
     holdout: SaliencyDataset | None = None  # K-fold students only
+    after_backward: Callable[[], None] | None = None  # e.g. dynamic weight decay
 
 
 @dataclass
@@ -174,6 +184,8 @@ def train_step(
     learner.optimiser.zero_grad(set_to_none=True)
     loss, _ = loss_fn(forward_at(learner.model, images, resolution), density, fixmap)
     loss.backward()
+    if learner.after_backward is not None:
+        learner.after_backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(learner.model.parameters(), grad_clip)
     learner.optimiser.step()
@@ -192,6 +204,7 @@ def train_standalone(
     device: torch.device | None = None,
     progress: bool = True,
     desc: str = "train",
+    regulariser: Callable[[nn.Module], Regulariser] | None = None,
 ) -> TrainResult:
     """Train ``model`` (modified in place) for ``cfg.epochs``; Self-KD when ``kd``.
 
@@ -236,6 +249,10 @@ def train_standalone(
         for k, fold in enumerate(folds):
             rest = [s for j, f in enumerate(folds) if j != k for s in f]
             learners.append(learner(rest, fold))
+    # Regularisers hook into the students only once every copy (fold students, teachers) exists.
+    regularisers = [regulariser(lrn.model) for lrn in learners] if regulariser else []
+    for lrn, reg in zip(learners, regularisers, strict=False):
+        lrn.after_backward = reg.apply
     loss_fn = SaliencyLoss(cfg.loss)
     metric = cfg.monitor
     best, best_cv, best_epoch = math.nan, math.nan, 0
@@ -287,6 +304,8 @@ def train_standalone(
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", **{f"val_{metric}": f"{val[metric]:.3f}"})
+    for reg in regularisers:
+        reg.remove()
     main.model.load_state_dict(best_state)
     return TrainResult(
         main.model.eval(),

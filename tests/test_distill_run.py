@@ -93,9 +93,11 @@ def test_selection_leaves_the_peers_genomes_out():
     pareto = pd.DataFrame({"id": [g.id for g in genomes],
                            "genome": [g.to_json() for g in genomes]})
     units = stage._units(pareto, [0, 1], space, named, Path("pareto.csv"))
-    assert [u.arch for u in units] == [genomes[0].id, genomes[1].id, "peer-fpn", "peer-csnet"]
+    assert [u.arch for u in units] == [genomes[0].id, genomes[1].id, "peer-fpn", "peer-csnet",
+                                       "peer-csnet-dwd"]
     units = stage._units(pareto, [1], space, named, Path("pareto.csv"))
-    assert [u.arch for u in units] == [genomes[1].id, "peer-max", "peer-fpn", "peer-csnet"]
+    assert [u.arch for u in units] == [genomes[1].id, "peer-max", "peer-fpn", "peer-csnet",
+                                       "peer-csnet-dwd"]
 
 
 def test_clear_errors(search_dir, tmp_path):
@@ -184,8 +186,9 @@ def test_a_killed_run_resumes_with_the_next_unfinished_arm(search_dir, tmp_path,
     results = stage.run_distill(cfg, search_dir, out, progress=False)
     assert calls == [(b, "selfkd"), (b, "baseline"), ("peer-max", "selfkd"),
                      ("peer-max", "baseline"), ("peer-fpn", "selfkd"), ("peer-fpn", "baseline"),
-                     ("peer-csnet", "selfkd"), ("peer-csnet", "baseline")]
-    assert len(results) == 10 and set(results["kind"]) == {"pareto", "peer"}
+                     ("peer-csnet", "selfkd"), ("peer-csnet", "baseline"),
+                     ("peer-csnet-dwd", "selfkd"), ("peer-csnet-dwd", "baseline")]
+    assert len(results) == 12 and set(results["kind"]) == {"pareto", "peer"}
     with pytest.raises(SalnasError, match="another config"):
         stage.run_distill(config(select="ids", ids=[a], epochs=2), search_dir, out,
                           progress=False)
