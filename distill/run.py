@@ -17,6 +17,8 @@ unfinished arm (an arm cut mid-training restarts from its first epoch).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import time
@@ -42,6 +44,7 @@ from salnas.io import (
     file_sha1,
     provenance,
     read_json,
+    remove_stale_tmp,
     write_json_atomic,
     write_text_atomic,
 )
@@ -69,9 +72,16 @@ from salnas.supernet.space import Genome, GenomeError, SearchSpace
 from salnas.supernet.subnet import predict_image, save_subnet
 
 from .energy import track_energy
-from .export import export_onnx, export_torchscript, onnx_available
+from .export import (
+    export_metadata,
+    export_onnx,
+    export_torchscript,
+    load_any_model,
+    onnx_available,
+)
 from .fidelity import FIDELITY_KIND, rank_fidelity
 from .peers import CSNet, DynamicWeightDecay, fpn_genome, prune_csnet, save_peer
+from .teacher import CachedTeacher, parse_teacher
 from .trainer import train_standalone
 
 __all__ = [
@@ -95,12 +105,38 @@ _OBJECTIVE_FALLBACK = (*ORACLE_METRICS, "params", "flops", "latency_ms")
 
 
 # ---------------------------------------------------------------- selection
+def _check_complete_csv(path: Path) -> None:
+    """Refuse a cut (torn last line) or damaged CSV: every row has the header's fields and an
+    id and a genome, naming the line (pandas would fill the missing fields with NaN)."""
+    rewrite = "rerun `salnas search` with the same --out to rewrite it"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SalnasError(f"{path}: cannot be read ({e})") from None
+    if text and not text.endswith("\n"):
+        raise SalnasError(f"{path}: the last line is incomplete (the file was cut short); "
+                          + rewrite)
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise SalnasError(f"{path}: not a readable CSV ({e}); {rewrite}") from None
+    header = rows[0] if rows else []
+    wanted = [header.index(c) for c in ("id", "genome") if c in header]
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise SalnasError(f"{path}: line {line} has {len(row)} fields, the header "
+                              f"{len(header)} (the file was cut or edited); {rewrite}")
+        if any(not row[i].strip() for i in wanted):
+            raise SalnasError(f"{path}: line {line} has no id or no genome; {rewrite}")
+
+
 def read_pareto(search_dir: Path) -> pd.DataFrame:
     """``pareto.csv`` of a search, with ``id`` and ``genome`` checked (ids as strings)."""
     path = Path(search_dir) / PARETO_CSV
     if not path.is_file():
         raise SalnasError(f"{path} does not exist; run `salnas search` first (or pass the "
                           "search folder with --search)")
+    _check_complete_csv(path)
     try:
         front = pd.read_csv(path, dtype={"id": str, "genome": str})
     except (ValueError, pd.errors.ParserError) as e:
@@ -337,6 +373,10 @@ class DistillRun:
         from salnas.supernet.runtime import resolve_device
 
         self.cfg = cfg = config.distill
+        if cfg.epochs == 1:
+            warnings.warn("distill.epochs is 1: the Self-KD teacher exists only after a first "
+                          "improving epoch, so the selfkd and baseline arms are identical by "
+                          "construction; use distill.epochs >= 2 to compare them", stacklevel=2)
         self.search_dir, self.out_dir, self.progress = Path(search_dir), Path(out_dir), progress
         self.front = read_pareto(self.search_dir)
         self.search_json = _read_json(self.search_dir / SEARCH_JSON) or {}
@@ -354,6 +394,8 @@ class DistillRun:
                             self.search_json.get("objectives") or ())
         self.fidelity_rows = select_fidelity(self.front, cfg, self.search_json,
                                              str(self.search_dir / PARETO_CSV))
+        self.teacher_kind, self.teacher_path = parse_teacher(cfg.teacher)
+        self._add_teacher_arms()
         self.units += _fidelity_units(self.front, self.fidelity_rows, self.space, cfg,
                                       self.search_dir / PARETO_CSV,
                                       self.search_json.get("objectives") or ())
@@ -376,6 +418,58 @@ class DistillRun:
             self.config, run_dir if (run_dir / SPLIT_JSON).is_file() else None, progress)
         self._targets: list[Target] | None = None
         self._centre_bias: np.ndarray | None = None
+        self._teachers: dict[tuple[int, int], CachedTeacher] = {}
+
+    # ------------------------------------------------------------ the teacher arm
+    def _teacher_unit(self) -> Unit | None:
+        """The unit that trains the ``max`` teacher (the max genome, first seed)."""
+        top = self.space.max_genome()
+        return next((u for u in self.units if u.genome == top and u.seed == self.cfg.seeds[0]),
+                    None)
+
+    def _add_teacher_arms(self) -> None:
+        """With a fixed teacher, every student (not the teacher itself) gets a teacher arm;
+        the max teacher's unit trains first."""
+        if self.teacher_kind == "self":
+            return
+        if self.teacher_kind == "model":
+            assert self.teacher_path is not None
+            if not self.teacher_path.is_file():
+                raise ConfigError(f"distill.teacher: model file {self.teacher_path} does not "
+                                  "exist")
+            teacher_unit = None
+        else:
+            teacher_unit = self._teacher_unit()
+            if teacher_unit is None:
+                raise ConfigError("distill.teacher max needs the max subnet in the run: set "
+                                  "distill.peers: true or select the max genome")
+            self.units.remove(teacher_unit)
+            self.units.insert(0, teacher_unit)
+        for unit in self.units:
+            if unit is not teacher_unit:
+                unit.arms = (*unit.arms, DISTILL.teacher)
+
+    def teacher_for(self, resolution: tuple[int, int]) -> CachedTeacher:
+        """The frozen teacher's cached training-set densities for a student at
+        ``resolution`` (built once per resolution)."""
+        if resolution not in self._teachers:
+            if self.teacher_kind == "max":
+                unit = self._teacher_unit()
+                assert unit is not None
+                path = unit.arm_dir(self.out_dir, DISTILL.baseline) / "model.pt"
+            else:
+                assert self.teacher_path is not None
+                path = self.teacher_path
+            model, own = load_any_model(path)
+            # Traced and ONNX models have a fixed input size (they run at their own) and,
+            # with a dynamic conv, a fixed batch of 1.
+            exported = path.suffix.lower() != ".pt"
+            at = own if exported else resolution
+            batch = export_metadata(path).get("batch") if exported else None
+            self._teachers[resolution] = CachedTeacher(
+                model, self.data.train, at, batch_size=batch or self.cfg.batch_size,
+                temperature=self.cfg.teacher_temperature)
+        return self._teachers[resolution]
 
     # ------------------------------------------------------------ bookkeeping
     def _check_resumable(self) -> None:
@@ -398,7 +492,8 @@ class DistillRun:
             "fidelity_sample": [str(self.front["id"].iloc[i]) for i in self.fidelity_rows],
             "seeds": self.cfg.seeds,
             "peers": self.cfg.peers,
-            "arms": list(ARMS),
+            "arms": list(ARMS) + ([DISTILL.teacher] if self.teacher_kind != "self" else []),
+            "teacher": self.cfg.teacher,
             "fingerprint": self.fingerprint,
             **extra,
             "provenance": provenance(stage="distill"),
@@ -450,8 +545,9 @@ class DistillRun:
         t0 = time.perf_counter()
         arm_dir = unit.arm_dir(self.out_dir, arm)
         arm_dir.mkdir(parents=True, exist_ok=True)
-        kd = arm == "selfkd"
+        kd = arm == DISTILL.selfkd
         model, res, pretrained = self._initial_model(unit, unit.seed)
+        teacher = self.teacher_for(res) if arm == DISTILL.teacher else None  # type: ignore
         train_cfg = cfg if unit.epochs is None else cfg.model_copy(update={"epochs": unit.epochs})
         dwd = unit.arch == CSNET_DWD_PEER
         with track_energy(cfg.country_iso_code, cfg.track_energy) as energy:
@@ -459,7 +555,8 @@ class DistillRun:
                 model, res, self.data, train_cfg, seed=unit.seed, kd=kd, pretrained=pretrained,
                 device=self.device, progress=self.progress,
                 desc=f"{unit.arch} {arm} seed {unit.seed}",
-                regulariser=(lambda m: DynamicWeightDecay(m, cfg.csnet_dwd)) if dwd else None)
+                regulariser=(lambda m: DynamicWeightDecay(m, cfg.csnet_dwd)) if dwd else None,
+                teacher=teacher)
         net = result.model.cpu().eval()
         unpruned_params = sum(p.numel() for p in net.parameters())
         if dwd:
@@ -496,8 +593,10 @@ class DistillRun:
             "arm": arm,
             "kd": kd,
             # Ground-truth weight of the target: the baseline is alpha = 1 by definition.
-            "alpha": (cfg.alpha_schedule[0] if cfg.alpha_schedule else cfg.alpha) if kd else 1.0,
-            "alpha_end": alpha_end if kd else 1.0,
+            "alpha": (cfg.alpha_schedule[0] if cfg.alpha_schedule else cfg.alpha)
+            if kd or teacher else 1.0,
+            "alpha_end": alpha_end if kd or teacher else 1.0,
+            "teacher": cfg.teacher if teacher else ("self" if kd else ""),
             "seed": unit.seed,
             "init": "scratch" if unit.genome is None else cfg.init,
             "kfold": cfg.kfold if kd else 0,
@@ -540,6 +639,7 @@ class DistillRun:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(self.out_dir, recursive=True, min_age_s=0)  # a kill mid-write
         self._write_status(Status.RUNNING)
         t0 = clock()
         skipped: list[str] = []

@@ -38,7 +38,7 @@ from salnas.datasets.batches import iterate_batches
 from salnas.datasets.prepare import SaliencyDataset
 from salnas.datasets.training import TrainingData
 from salnas.errors import ConfigError
-from salnas.losses import SaliencyLoss, logits_to_density
+from salnas.losses import NonFiniteError, SaliencyLoss, logits_to_density, non_finite_loss
 from salnas.metrics import HIGHER_IS_BETTER
 from salnas.supernet.evaluate import forward_at, validate
 from salnas.supernet.optim import lr_factor, make_optimizer, set_lr
@@ -47,6 +47,7 @@ __all__ = [
     "Learner",
     "Regulariser",
     "SelfKDTeacher",
+    "Teacher",
     "TrainResult",
     "alpha_at",
     "kfold_stems",
@@ -120,6 +121,22 @@ class SelfKDTeacher:
         self.model.eval()  # a caller's .train() on a parent module must not reach BN here
         return logits_to_density(forward_at(self.model, images, resolution))
 
+    def target(self, batch: dict[str, torch.Tensor], images: torch.Tensor,
+               resolution: Sequence[int]) -> torch.Tensor:
+        """The teacher's density of ``images`` (the :class:`Teacher` interface)."""
+        return self.predict(images, resolution)
+
+
+class Teacher(Protocol):
+    """What a student learns from besides the ground truth: Self-KD's average of the student
+    (:class:`SelfKDTeacher`) or a frozen model (:class:`~salnas.distill.teacher.CachedTeacher`)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def target(self, batch: dict[str, torch.Tensor], images: torch.Tensor,
+               resolution: Sequence[int]) -> torch.Tensor: ...
+
 
 class Regulariser(Protocol):
     """A training-time term added to the gradients after each backward pass."""
@@ -136,7 +153,7 @@ class Learner:
     model: nn.Module
     optimiser: torch.optim.Optimizer
     train: SaliencyDataset
-    teacher: SelfKDTeacher | None
+    teacher: Teacher | None
     holdout: SaliencyDataset | None = None  # K-fold students only
     after_backward: Callable[[], None] | None = None  # e.g. dynamic weight decay
 
@@ -147,7 +164,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     best_epoch: int
     best_val: dict[str, float]
-    teacher: SelfKDTeacher | None
+    teacher: SelfKDTeacher | None  # the Self-KD teacher (None for the other arms)
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -179,10 +196,16 @@ def train_step(
     images = batch["image"].to(device)
     density, fixmap = batch["density"].to(device), batch["fixmap"].to(device)
     if learner.teacher is not None and learner.teacher.ready:
-        density = mix_target(density, learner.teacher.predict(images, resolution), alpha)
+        guess = learner.teacher.target(batch, images, resolution).to(device)
+        density = mix_target(density, guess, alpha)
     learner.model.train()
     learner.optimiser.zero_grad(set_to_none=True)
-    loss, _ = loss_fn(forward_at(learner.model, images, resolution), density, fixmap)
+    try:  # a NaN/inf stops training at this step, before the optimiser applies it
+        loss, _ = loss_fn(forward_at(learner.model, images, resolution), density, fixmap)
+    except NonFiniteError as e:
+        raise non_finite_loss(learner.model, "distill training step", "distill",
+                              learner.optimiser.param_groups[0]["lr"], str(e),
+                              first_step=not learner.optimiser.state) from None
     loss.backward()
     if learner.after_backward is not None:
         learner.after_backward()
@@ -205,12 +228,16 @@ def train_standalone(
     progress: bool = True,
     desc: str = "train",
     regulariser: Callable[[nn.Module], Regulariser] | None = None,
+    teacher: Teacher | None = None,
 ) -> TrainResult:
-    """Train ``model`` (modified in place) for ``cfg.epochs``; Self-KD when ``kd``.
+    """Train ``model`` (modified in place) for ``cfg.epochs``; Self-KD when ``kd``, KD from
+    the frozen ``teacher`` when one is given (not both).
 
     ``pretrained`` says whether the encoder starts from learned weights (it then learns at
     ``cfg.encoder_lr_scale`` times the lr). The data's train stems are ``data.split['train']``.
     """
+    if kd and teacher is not None:
+        raise ValueError("train_standalone: Self-KD (kd) and a fixed teacher exclude each other")
     device = device or torch.device("cpu")
     resolution = tuple(resolution)
     train_stems = list(data.split["train"])
@@ -232,7 +259,7 @@ def train_standalone(
             net,
             make_optimizer(net, cfg, pretrained=pretrained),
             SaliencyDataset(data.prepared, stems, hflip=hflip, seed=seed),
-            SelfKDTeacher(net) if kd else None,
+            SelfKDTeacher(net) if kd else teacher,
             None if holdout is None else SaliencyDataset(data.prepared, holdout),
         )
 
@@ -299,8 +326,10 @@ def train_standalone(
             row[f"cv_{metric}"] = cv
         if kd and teacher_improved:
             for lrn in learners:
-                lrn.teacher.update(lrn.model, epoch + 1)  # type: ignore[union-attr]
-        row["teacher_snapshots"] = main.teacher.snapshots if main.teacher else 0
+                if isinstance(lrn.teacher, SelfKDTeacher):
+                    lrn.teacher.update(lrn.model, epoch + 1)
+        self_kd = main.teacher if isinstance(main.teacher, SelfKDTeacher) else None
+        row["teacher_snapshots"] = self_kd.snapshots if self_kd else 0
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", **{f"val_{metric}": f"{val[metric]:.3f}"})
@@ -312,7 +341,7 @@ def train_standalone(
         history,
         best_epoch,
         best_val,
-        main.teacher,
+        main.teacher if isinstance(main.teacher, SelfKDTeacher) else None,
         time.perf_counter() - t0,
         {"fold_students": len(learners) - 1},
     )

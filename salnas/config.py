@@ -306,6 +306,13 @@ class DistillConfig(Section):
         "(baseline arm, seed 0, fidelity_epochs) for rank fidelity; 0: off",
     )
     fidelity_epochs: int = Field(2, ge=1, description="training epochs of the fidelity sample")
+    teacher: str = Field(
+        "self", description="teacher of an extra 'teacher' arm: self (no extra arm), max (the "
+        "max subnet trained once in the run) or model:PATH (a .pt, .ts or .onnx model)",
+    )
+    teacher_temperature: float = Field(
+        1.0, gt=0, description="softens the teacher's density: softmax(logits / T)"
+    )
     csnet_dwd: float = Field(
         1e-2, ge=0, description="peers: also train the CSNet-style peer with dynamic weight "
         "decay of this strength and prune it (peer-csnet-dwd); 0: off",

@@ -231,6 +231,7 @@ class DistillColumns:
     genome: str = "genome"
     selfkd: str = "selfkd"  # arm names
     baseline: str = "baseline"
+    teacher: str = "teacher"  # KD from a frozen teacher (distill.teacher: max | model:PATH)
     pareto_kind: str = "pareto"
     peer_kind: str = "peer"
     text: tuple[str, ...] = ("arch", "kind", "genome_id", "arm", "init", "resolution",

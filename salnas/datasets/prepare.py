@@ -198,7 +198,8 @@ def _build(
 
 class SaliencyDataset(torch.utils.data.Dataset):
     """Items of a prepared dataset: image (3, H, W) float in [0, 1], density (1, H, W),
-    fixation counts (1, H, W) and the item's index into the prepared dataset."""
+    fixation counts (1, H, W), the item's index into the prepared dataset and whether it was
+    flipped (so a cache of per-image predictions, e.g. a KD teacher's, can follow)."""
 
     def __init__(
         self,
@@ -229,6 +230,9 @@ class SaliencyDataset(torch.utils.data.Dataset):
         )
         density = torch.from_numpy(np.array(self.prepared.density[j]))[None]
         fixmap = torch.from_numpy(np.array(self.prepared.fixmap[j])).float()[None]
-        if self.hflip and np.random.default_rng([self.seed, self.epoch, j]).random() < 0.5:
+        flipped = bool(
+            self.hflip and np.random.default_rng([self.seed, self.epoch, j]).random() < 0.5)
+        if flipped:
             image, density, fixmap = image.flip(-1), density.flip(-1), fixmap.flip(-1)
-        return {"image": image, "density": density, "fixmap": fixmap, "index": torch.tensor(j)}
+        return {"image": image, "density": density, "fixmap": fixmap, "index": torch.tensor(j),
+                "flipped": torch.tensor(flipped)}
