@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["distill_cmd"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["ImageFiles", "distill_cmd", "predict_cmd"]
 
 out = Console()
 
@@ -122,29 +125,159 @@ def distill_cmd(
     out.print(f"wrote {out_dir / 'results.csv'}")
 
 
+class ImageFiles:
+    """Plain images to predict (no fixations): a folder's JPEG/PNG/BMP files or a glob."""
+
+    def __init__(self, spec: str) -> None:
+        import glob
+        import os
+
+        from salnas.datasets.base import IMAGE_SUFFIXES, scan_files
+        from salnas.errors import SalnasError
+
+        self.spec = spec
+        folder = Path(spec).expanduser()
+        if folder.is_dir():
+            self.paths, problems = scan_files(folder, IMAGE_SUFFIXES)
+            if problems:
+                raise SalnasError(f"--images {spec}: {problems[0]}")
+        else:
+            if not glob.has_magic(spec) and not folder.exists():
+                raise SalnasError(f"--images {spec}: no such folder or file")
+            self.paths = {}
+            for name in sorted(glob.glob(os.path.expanduser(spec), recursive=True)):
+                path = Path(name)
+                if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if path.stem in self.paths:
+                    raise SalnasError(
+                        f"--images {spec}: {path} and {self.paths[path.stem]} have the same "
+                        f"stem '{path.stem}' (outputs are named <stem>.png); keep one"
+                    )
+                self.paths[path.stem] = path
+        if not self.paths:
+            kinds = "/".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+            raise SalnasError(f"--images {spec}: no {kinds} image found")
+
+    def stems(self) -> list[str]:
+        return list(self.paths)
+
+    def load_image(self, stem: str) -> np.ndarray:
+        from salnas.datasets.base import ProblemError, read_rgb
+        from salnas.errors import SalnasError
+
+        try:
+            return read_rgb(self.paths[stem])
+        except ProblemError as e:
+            raise SalnasError(str(e)) from None
+
+
+def _model_batch(model_path: Path, requested: int) -> int:
+    """The batch size to predict with: exports of models with a dynamic convolution take
+    batch 1 only (``"batch": 1`` in their metadata)."""
+    from salnas.distill.export import export_metadata
+
+    if model_path.suffix.lower() in (".ts", ".onnx"):
+        fixed = export_metadata(model_path).get("batch")
+        if isinstance(fixed, int) and fixed > 0:
+            return min(requested, fixed)
+    return requested
+
+
 def predict_cmd(
     model_path: Annotated[
         Path, typer.Argument(help="model.pt (salnas model or peer), .ts or .onnx")
     ],
-    data: Annotated[str, typer.Option("--data", help="dataset spec")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for <stem>.png|.npy maps")],
-    split: Annotated[str, typer.Option("--split", help="all, train, val or test")] = "test",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for <stem>.png|.npy maps (and overlays/)")
+    ],
+    images: Annotated[
+        str | None,
+        typer.Option(
+            "--images",
+            help="a folder or a glob ('photos/**/*.jpg') of JPEG/PNG images; no fixations "
+            "needed",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="dataset spec (instead of --images)")
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="with --data: all, train, val or test")
+    ] = "test",
     split_file: Annotated[
         Path | None,
         typer.Option(
             "--split-file",
-            help="a run's split.json (default: the model's own split "
+            help="with --data: a run's split.json (default: the model's own split "
             "settings, else the dataset's default split with seed 0)",
         ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npy")] = "png",
+    fmt: Annotated[
+        str, typer.Option("--format", help="png (16-bit, min-max scaled) or npy (sums to 1)")
+    ] = "png",
+    overlay: Annotated[
+        bool,
+        typer.Option(
+            "--overlay", help="also write OUT/overlays/<stem>.png: a heatmap over the image"
+        ),
+    ] = False,
+    alpha: Annotated[
+        float, typer.Option("--alpha", help="opacity of the overlay's heatmap, 0 to 1")
+    ] = 0.5,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", help="images per forward pass (exports with batch 1 use 1)"
+        ),
+    ] = 8,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="progress bar (default: on a terminal)"),
+    ] = None,
 ) -> None:
-    """Write one saliency map per image, at the image's original size."""
-    from salnas.datasets import open_source, resolve_split, split_stems
-    from salnas.distill.export import load_any_model, model_data_settings
+    """Write one saliency map per image, at the image's original size.
+
+    Plain images (a folder or a glob, no fixations) with --images, or a dataset's split with
+    --data. OUT/<stem>.png (16-bit) or OUT/<stem>.npy (float32 density summing to 1) is what
+    `salnas evaluate --predictions OUT` reads; --overlay adds OUT/overlays/<stem>.png.
+
+    Example: salnas predict runs/quickstart/distill/<arch>/selfkd/model.onnx
+    --images photos/ --out maps/ --overlay
+    """
+    from salnas.distill.export import load_any_model
+    from salnas.errors import SalnasError
     from salnas.supernet.subnet import predict_stems
 
+    if (images is None) == (data is None):
+        raise SalnasError("salnas predict needs exactly one of --images DIR_OR_GLOB and "
+                          "--data SPEC")
+    if fmt not in ("png", "npy"):
+        raise SalnasError(f"--format must be png or npy, got '{fmt}'")
     model, resolution = load_any_model(model_path)
+    source: Any
+    if images is not None:
+        source = ImageFiles(images)
+        stems = source.stems()
+    else:
+        assert data is not None
+        source, stems = _dataset_stems(model_path, data, split, split_file)
+    overlays = out_dir / "overlays" if overlay else None
+    written = predict_stems(model, resolution, source, stems, out_dir, fmt, progress,
+                            batch_size=_model_batch(model_path, batch_size),
+                            overlay_dir=overlays, alpha=alpha)
+    message = f"wrote {len(written)} maps to {out_dir}"
+    if overlays is not None:
+        message += f" and {len(written)} overlays to {overlays}"
+    typer.echo(message)
+
+
+def _dataset_stems(
+    model_path: Path, data: str, split: str, split_file: Path | None
+) -> tuple[Any, list[str]]:
+    from salnas.datasets import open_source, resolve_split, split_stems
+    from salnas.distill.export import model_data_settings
+
     source = open_source(data)
     stems = source.stems()
     settings = {} if split_file is not None else (model_data_settings(model_path) or {})
@@ -156,6 +289,4 @@ def predict_cmd(
         settings.get("val"),
         settings.get("test"),
     )
-    stems = split_stems(parts, stems, split)
-    written = predict_stems(model, resolution, source, stems, out_dir, fmt)
-    typer.echo(f"wrote {len(written)} maps to {out_dir}")
+    return source, split_stems(parts, stems, split)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from salnas.config import Config, config_from_dict
-from salnas.datasets import SaliencySource
 from salnas.datasets.prepare import resize_image
 from salnas.errors import SalnasError
 from salnas.io import load_torch_safe, save_torch_atomic
@@ -110,45 +109,113 @@ def load_subnet(
     return net.eval(), genome, config, json.loads(payload["meta"])
 
 
+class ImageSource(Protocol):
+    """What prediction reads: an RGB image per stem (a dataset, or a folder of plain images)."""
+
+    def load_image(self, stem: str) -> np.ndarray: ...
+
+
+def _input_tensor(image: np.ndarray, resolution: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) float RGB in [0, 1] at the model's input resolution."""
+    x = torch.from_numpy(np.array(resize_image(image, resolution)))
+    return x.permute(2, 0, 1).float() / 255.0
+
+
+def _density_at(density: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of one (h, w) density to ``size``, renormalised to sum 1.
+
+    Bilinear interpolation keeps values, not mass: the resized map sums to about the area
+    ratio, so it is divided by its own sum (in float64) again.
+    """
+    out = F.interpolate(density[None, None].double(), size=size, mode="bilinear",
+                        align_corners=False)[0, 0].clamp_min(0)
+    total = out.sum()
+    if total > 0:
+        out = out / total
+    return out.float().cpu().numpy()
+
+
 @torch.no_grad()
+def predict_batch(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: Sequence[np.ndarray],
+    resolution: tuple[int, int],
+    device: torch.device = torch.device("cpu"),
+) -> list[np.ndarray]:
+    """Saliency densities of uint8 RGB images in one (N, 3, H, W) forward pass, each at its
+    image's original size and summing to 1 (float32)."""
+    if not images:
+        return []
+    x = torch.stack([_input_tensor(im, resolution) for im in images]).to(device)
+    density = logits_to_density(model(x))
+    return [_density_at(d, tuple(im.shape[:2])) for d, im in zip(density, images, strict=True)]
+
+
 def predict_image(
-    model: nn.Module,
+    model: Callable[[torch.Tensor], torch.Tensor],
     image: np.ndarray,
     resolution: tuple[int, int],
     device: torch.device = torch.device("cpu"),
 ) -> np.ndarray:
-    """Saliency density of one uint8 RGB image, at the image's original size."""
-    x = (
-        torch.from_numpy(np.array(resize_image(image, resolution))).permute(2, 0, 1)[None].float()
-        / 255.0
-    )
-    logits = model(x.to(device))
-    density = logits_to_density(logits)[None]
-    out = F.interpolate(density, size=image.shape[:2], mode="bilinear", align_corners=False)
-    return out[0, 0].clamp_min(0).cpu().numpy()
+    """Saliency density of one uint8 RGB image at the image's original size, summing to 1.
+
+    The spatial softmax of the logits, bilinearly resized to the image and renormalised (the
+    metrics normalise maps themselves, so scores do not depend on this scale).
+    """
+    return predict_batch(model, [image], resolution, device)[0]
 
 
 def predict_stems(
     model: Callable[[torch.Tensor], torch.Tensor],
     resolution: tuple[int, int],
-    source: SaliencySource,
+    source: ImageSource,
     stems: list[str],
     out_dir: Path,
     fmt: str = "png",
-    progress: bool = True,
+    progress: bool | None = None,
+    *,
+    batch_size: int = 1,
+    overlay_dir: Path | None = None,
+    alpha: float = 0.5,
 ) -> list[Path]:
-    """Write ``out_dir/<stem>.<fmt>`` for every stem, at each image's original size."""
+    """Write ``out_dir/<stem>.<fmt>`` for every stem, at each image's original size.
+
+    ``png``: 16-bit, min-max scaled; ``npy``: the float32 density (sums to 1). Images go
+    through the model ``batch_size`` at a time. With ``overlay_dir``, also a Viridis heatmap
+    blended over the image (:func:`salnas.colormap.heatmap_overlay`) as
+    ``overlay_dir/<stem>.png``. ``progress``: None decides by the terminal.
+    """
+    from PIL import Image
     from tqdm.auto import tqdm
 
+    from salnas.colormap import heatmap_overlay
+    from salnas.io import atomic_open, progress_enabled
     from salnas.predictions import write_prediction
 
     if fmt not in ("png", "npy"):
         raise SalnasError(f"--format must be png or npy, got '{fmt}'")
+    if batch_size < 1:
+        raise SalnasError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0.0 <= alpha <= 1.0:
+        raise SalnasError(f"--alpha must be in [0, 1], got {alpha}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if overlay_dir is not None:
+        overlay_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem in tqdm(stems, desc="predicting", disable=not progress):
-        saliency = predict_image(model, source.load_image(stem), resolution)
-        path = out_dir / f"{stem}.{fmt}"
-        write_prediction(path, saliency)
-        written.append(path)
+    with tqdm(total=len(stems), desc="predicting", unit="image",
+              disable=not progress_enabled(progress)) as bar:
+        for start in range(0, len(stems), batch_size):
+            chunk = stems[start:start + batch_size]
+            images = [source.load_image(stem) for stem in chunk]
+            for stem, image, saliency in zip(
+                chunk, images, predict_batch(model, images, resolution), strict=True
+            ):
+                path = out_dir / f"{stem}.{fmt}"
+                write_prediction(path, saliency)
+                written.append(path)
+                if overlay_dir is not None:
+                    with atomic_open(overlay_dir / f"{stem}.png", "wb") as fh:
+                        Image.fromarray(heatmap_overlay(image, saliency, alpha)).save(
+                            fh, format="PNG")
+            bar.update(len(chunk))
     return written

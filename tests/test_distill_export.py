@@ -86,3 +86,27 @@ def test_load_any_model_reads_model_files(tmp_path):
     (tmp_path / "d.h5").write_bytes(b"")
     with pytest.raises(SalnasError, match="unknown model type"):
         load_any_model(tmp_path / "d.h5")
+
+
+def test_predictions_of_every_format_are_densities_at_the_image_size(tmp_path):
+    """predict_image renormalises after the bilinear resize: a density summing to 1 (it used
+    to sum to the area ratio), the same through the .pt, .ts and .onnx files."""
+    import numpy as np
+
+    from salnas.supernet.subnet import predict_image
+
+    torch.manual_seed(0)
+    peer = CSNet().eval()
+    image = np.random.default_rng(0).integers(0, 256, (150, 110, 3), dtype=np.uint8)
+    want = predict_image(peer, image, (64, 96))
+    assert want.shape == (150, 110) and float(want.sum(dtype=np.float64)) == pytest.approx(1)
+    paths = [tmp_path / "m.ts"]
+    export_torchscript(peer, (64, 96), paths[0])
+    if HAS_ORT:
+        paths.append(tmp_path / "m.onnx")
+        export_onnx(peer, (64, 96), paths[1])
+    for path in paths:
+        model, res = load_any_model(path)
+        got = predict_image(model, image, res)
+        assert float(got.sum(dtype=np.float64)) == pytest.approx(1)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-9)
