@@ -1,0 +1,94 @@
+"""The CSNet-style peer with fixed channels against the one with learned channels, side by side.
+
+Both start from the same seeded initialisation and train with the same recipe (the config's
+``distill`` section: optimiser, lr, batch, epochs) on the same split; the second adds CSNet's
+dynamic weight decay on the per-scale branch channels (``distill.csnet_dwd``) and is then
+pruned (``distill.csnet_prune``), as the distill stage's ``peer-csnet-dwd``. Both are scored
+on the test split at the original image size (MIT protocol); params and FLOPs are counted with
+fvcore; latency is batch 1 in ``--backend`` (default onnxruntime), 1 thread, interleaved,
+median of ``--repeats`` passes. Prints JSON.
+
+    python benchmarks/csnet_peers.py --config configs/osie.yaml [--epochs 10] [--dwd 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from salnas.config import load_config
+from salnas.datasets import open_source
+from salnas.datasets.training import load_training_data
+from salnas.distill.peers import CSNet, DynamicWeightDecay, prune_csnet
+from salnas.distill.trainer import train_standalone
+from salnas.evaluation import centre_bias_map, load_targets, score_maps, summarise
+from salnas.search.backends import BACKENDS, compile_for_timing
+from salnas.search.latency import time_interleaved
+from salnas.supernet.costs import count_params_flops
+from salnas.supernet.subnet import predict_image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/osie.yaml"))
+    parser.add_argument("--run", type=Path, default=None,
+                        help="a supernet run directory whose split.json is reused")
+    parser.add_argument("--epochs", type=int, default=None, help="default: distill.epochs")
+    parser.add_argument("--dwd", type=float, default=None, help="default: distill.csnet_dwd")
+    parser.add_argument("--prune", type=float, default=None,
+                        help="default: distill.csnet_prune")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    cfg = config.distill.model_copy(update={
+        k: v for k, v in (("epochs", args.epochs), ("csnet_dwd", args.dwd),
+                          ("csnet_prune", args.prune)) if v is not None})
+    resolution = tuple(config.data.resolution)
+    data = load_training_data(config, args.run, progress=False)
+    source = open_source(config.data.spec)
+    targets = load_targets(source, data.split["test"], config.data.sigma_px, progress=False)
+    bias = centre_bias_map(source, data.split["train"], config.data.sigma_px, progress=False)
+    models, rows = {}, {}
+    for name, strength in (("csnet", 0.0), ("csnet-dwd", cfg.csnet_dwd)):
+        torch.manual_seed(config.seed)
+        start = time.perf_counter()
+        result = train_standalone(
+            CSNet(), resolution, data, cfg, seed=config.seed, kd=False, pretrained=False,
+            desc=name, regulariser=(lambda m, s=strength: DynamicWeightDecay(m, s))
+            if strength else None)
+        net = result.model.cpu().eval()
+        unpruned = sum(p.numel() for p in net.parameters())
+        if strength:
+            net = prune_csnet(net, cfg.csnet_prune).eval()  # type: ignore[arg-type]
+        params, flops = count_params_flops(net, resolution)
+        maps = [predict_image(net, source.load_image(t.stem), resolution) for t in targets]
+        models[name] = net
+        rows[name] = {"params": params, "params_before_pruning": unpruned, "flops": flops,
+                      "train_seconds": round(time.perf_counter() - start, 1),
+                      "best_epoch": result.best_epoch,
+                      "splits": net.config["splits"] if strength else None,  # type: ignore
+                      "test": summarise(score_maps(maps, targets, bias))}
+    benches = [compile_for_timing(m, resolution, args.backend, 1)  # type: ignore[arg-type]
+               for m in models.values()]
+    latency = time_interleaved(benches, threads=1, repeats=args.repeats, desc="latency")
+    for name, ms in zip(models, latency, strict=True):
+        rows[name]["latency_ms"] = round(float(ms), 3)
+    print(json.dumps({
+        "benchmark": "CSNet-style peer: fixed channels vs dynamic weight decay + pruning",
+        "data": config.data.spec, "resolution": list(resolution), "n_test": len(targets),
+        "epochs": cfg.epochs, "csnet_dwd": cfg.csnet_dwd, "csnet_prune": cfg.csnet_prune,
+        "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": config.seed,
+        "backend": args.backend, "threads_train": args.threads, "threads_latency": 1,
+        "models": rows,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
