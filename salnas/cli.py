@@ -232,6 +232,7 @@ def _register_stages() -> None:
     """Stage packages add their commands here (the CLI is the one place that composes them)."""
     from salnas.analysis.cli import compare_cmd, report_cmd
     from salnas.distill.cli import distill_cmd, predict_cmd
+    from salnas.distill.export_cli import export_cmd
     from salnas.search.cli import search_cmd
     from salnas.search.latency_cli import app as latency_app
     from salnas.supernet.cli import app as supernet_app
@@ -241,6 +242,7 @@ def _register_stages() -> None:
     app.add_typer(latency_app, name="latency")
     app.command("distill")(distill_cmd)
     app.command("predict")(predict_cmd)
+    app.command("export")(export_cmd)
     app.command("report")(report_cmd)
     app.command("compare")(compare_cmd)
 
