@@ -1,5 +1,7 @@
 """Reports of a run directory: tables (:mod:`analysis.load`), Plotly figures
-(:mod:`analysis.figures`) and one self-contained HTML file (:mod:`analysis.report`)."""
+(:mod:`analysis.figures`), one number format (:mod:`analysis.format`) and one
+self-contained HTML file (:mod:`analysis.report`). The run directory's schema is
+:mod:`salnas.layout`'s."""
 
 from salnas.analysis.load import Run, load_run
 

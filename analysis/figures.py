@@ -19,16 +19,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from salnas.analysis.load import (
-    ACCURACY,
+from salnas.analysis.format import format_number
+from salnas.analysis.load import COST_LABELS, COSTS, higher_is_better, varying_genes
+from salnas.layout import (
     ARCHIVE,
-    COST_LABELS,
-    COSTS,
     DISTILL,
     HV,
+    HV_CSV,
+    ORACLE_METRICS,
+    PARETO_CSV,
     TRAIN_LOG,
-    higher_is_better,
-    varying_genes,
+    TRAIN_LOG_CSV,
 )
 
 __all__ = [
@@ -68,12 +69,9 @@ def esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float | np.floating):
-        if not math.isfinite(v):
-            return "–"
-        return f"{v:.4g}" if abs(float(v)) < 1e4 else f"{v:.3e}"
-    return esc(v)
+def _num(v: Any) -> str:
+    """A number for a label (:func:`analysis.format.format_number`), escaped."""
+    return esc(format_number(v))
 
 
 def _better(metric: str) -> str:
@@ -125,7 +123,7 @@ def _hover(frame: pd.DataFrame, metric_cols: Sequence[str], genome: bool = True)
         bits = [f"<b>id {esc(r.get(ARCHIVE.id, ''))}</b>"]
         if ARCHIVE.generation in r and pd.notna(r[ARCHIVE.generation]):
             bits.append(f"generation {int(r[ARCHIVE.generation])}")
-        bits += [f"{esc(c)} {_fmt(r[c])}" for c in metric_cols if c in r and pd.notna(r[c])]
+        bits += [f"{esc(c)} {_num(r[c])}" for c in metric_cols if c in r and pd.notna(r[c])]
         if genome and r.get(ARCHIVE.genome):
             bits.append(_wrap(r[ARCHIVE.genome]))
         out.append("<br>".join(bits))
@@ -161,13 +159,14 @@ def training_curves(train_log: pd.DataFrame, baselines: pd.DataFrame | None = No
     """Validation metrics of the max and min subnets per epoch, and the training losses."""
     ep = TRAIN_LOG.epoch
     if train_log.empty or ep not in train_log:
-        raise NoData("train_log.csv has no rows (or no 'epoch' column)")
-    metrics = [m for m in ACCURACY if TRAIN_LOG.val_max + m in train_log
-               or TRAIN_LOG.val_min + m in train_log]
+        raise NoData(f"{TRAIN_LOG_CSV} has no rows (or no '{ep}' column)")
+    metrics = [m for m in ORACLE_METRICS if TRAIN_LOG.val("max", m) in train_log
+               or TRAIN_LOG.val("min", m) in train_log]
     losses = [c for c in train_log.columns if c.startswith(TRAIN_LOG.loss_prefix)]
     panels = [*metrics, *(["losses"] if losses else [])]
     if not panels:
-        raise NoData("train_log.csv has neither val_max_*/val_min_* nor loss_* columns")
+        raise NoData(f"{TRAIN_LOG_CSV} has neither val_max_*/val_min_* nor "
+                     f"{TRAIN_LOG.loss_prefix}* columns")
     cols = 3
     rows = math.ceil(len(panels) / cols)
     titles = [f"val {m} ({_better(m)} is better)"
@@ -184,15 +183,16 @@ def training_curves(train_log: pd.DataFrame, baselines: pd.DataFrame | None = No
                                          line={"color": f"hsl({40 + 50 * j},60%,45%)"}),
                               row=r, col=c)
             continue
-        for tag, prefix, colour in (("max subnet", TRAIN_LOG.val_max, "#1f77b4"),
-                                    ("min subnet", TRAIN_LOG.val_min, "#ff7f0e")):
-            if prefix + m in train_log:
-                fig.add_trace(go.Scatter(x=x, y=train_log[prefix + m], mode="lines+markers",
+        for tag, col, colour in (("max subnet", TRAIN_LOG.val("max", m), "#1f77b4"),
+                                 ("min subnet", TRAIN_LOG.val("min", m), "#ff7f0e")):
+            if col in train_log:
+                fig.add_trace(go.Scatter(x=x, y=train_log[col], mode="lines+markers",
                                          name=tag, legendgroup=tag, showlegend=k == 0,
                                          line={"color": colour}), row=r, col=c)
         _reference_lines(fig, baselines, m, r, c,
                          annotate=False)
-    kept = train_log[TRAIN_LOG.kept_epoch].dropna() if TRAIN_LOG.kept_epoch in train_log else ()
+    kept = (train_log[TRAIN_LOG.kept_epoch].dropna() if TRAIN_LOG.kept_epoch in train_log
+            else pd.Series(dtype=float))
     if len(kept):
         # Drawn in every panel: the weights the search and distillation inherit.
         for k in range(len(panels)):
@@ -254,7 +254,7 @@ def pareto_2d(archive: pd.DataFrame, metric: str, baselines: pd.DataFrame | None
         if in_front is not None and in_front.any():
             members = data[data[ARCHIVE.id].isin(list(pareto_ids))]
             fig.add_trace(go.Scatter(x=members[cost], y=members[metric], mode="markers",
-                                     name="search Pareto set (pareto.csv)", legendgroup="pset",
+                                     name=f"search Pareto set ({PARETO_CSV})", legendgroup="pset",
                                      showlegend=first, text=_hover(members, hover_cols),
                                      hovertemplate="%{text}<extra>Pareto set</extra>",
                                      marker={"size": 13, "color": "rgba(0,0,0,0)",
@@ -277,7 +277,7 @@ def pareto_2d(archive: pd.DataFrame, metric: str, baselines: pd.DataFrame | None
                           row=1, col=k)
         if cost in constraints:
             fig.add_vline(x=constraints[cost], line={"color": "#d62728", "dash": "dot"},
-                          annotation_text=esc(f"budget {constraints[cost]:.4g}"),
+                          annotation_text=esc(f"budget {format_number(constraints[cost])}"),
                           annotation_font={"size": 10, "color": "#d62728"}, row=1, col=k)
         _reference_lines(fig, baselines, metric,
                          1, k, annotate=first)
@@ -334,14 +334,14 @@ def hv_history(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
         x_col = HV.n_evaluated if HV.n_evaluated in frame else HV.generation
         if x_col not in frame:
             continue
-        text = [f"{esc(label)}<br>generation {_fmt(g)}<br>front size {_fmt(p)}"
+        text = [f"{esc(label)}<br>generation {_num(g)}<br>front size {_num(p)}"
                 for g, p in zip(frame.get(HV.generation, [math.nan] * len(frame)),
                                 frame.get(HV.n_pareto, [math.nan] * len(frame)), strict=True)]
         fig.add_trace(go.Scatter(x=frame[x_col], y=frame[HV.hypervolume], mode="lines+markers",
                                  name=esc(label), text=text,
                                  hovertemplate="%{text}<br>HV %{y:.4f}<extra></extra>"))
     if not fig.data:
-        raise NoData("no hv_history.csv with a 'hypervolume' column")
+        raise NoData(f"no {HV_CSV} with a '{HV.hypervolume}' column")
     fig.update_xaxes(title_text="architectures evaluated (cumulative)")
     fig.update_yaxes(title_text="normalised hypervolume")
     return _layout(fig, "Hypervolume of the feasible front", height=380)

@@ -1,16 +1,23 @@
 """Read a run directory into pandas tables, tolerating every missing stage, file or column.
 
-This module is the one place that knows the run directory's file names and the column names
-of the stages' tables (the constants below). A missing or unreadable file gives an empty
-table and a sentence in :attr:`Run.notes` saying why, so the report shows an explanation
-instead of crashing; a stage that renames a column only needs this module changed.
+File names, column names and status words are the run directory's schema, declared once in
+:mod:`salnas.layout` and imported here. :data:`COLUMNS_READ` and :data:`PREFIXES_READ` list
+what this package reads from each CSV (``tests/test_report.py`` checks that the stages'
+writers write all of it). A missing or unreadable file gives an empty table and a sentence
+in :attr:`Run.notes` saying why, so the report shows an explanation instead of crashing; a
+file that lacks a column the report reads gets a note too.
 
-Layout read (see ``../shared/DESIGN.md``)::
+Layout read (:class:`salnas.layout.RunLayout`)::
 
-    RUN_DIR/{config.yaml, run.json, split.json, train_log.csv, supernet.pt}  (or RUN_DIR/supernet/)
-    RUN_DIR/baselines.json                                      salnas baselines --json
+    RUN_DIR/{config.yaml, run.json (salnas run's record), baselines.json}
+    RUN_DIR/supernet/{config.yaml, provenance.json, split.json, train_log.csv, supernet.pt}
     RUN_DIR/search/{archive.csv, pareto.csv, hv_history.csv, search.json, lut.json}
     RUN_DIR/distill/{results.csv, distill.json, <arch>/<arm>/model.pt|.ts|.onnx}
+
+A stage run alone with ``--out RUN_DIR`` writes its files into RUN_DIR itself; they are
+found there too. Supernet runs made before ``provenance.json`` recorded their provenance in
+``supernet/run.json`` (or ``RUN_DIR/run.json`` when it is no pipeline record), read as a
+fallback.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import contextlib
 import json
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,143 +36,79 @@ import pandas as pd
 import yaml
 
 from salnas.errors import SalnasError
+from salnas.io import read_json
+from salnas.layout import (
+    ARCHIVE,
+    ARCHIVE_CSV,
+    BASELINES_JSON,
+    CONFIG_YAML,
+    DISTILL,
+    DISTILL_JSON,
+    HV,
+    HV_CSV,
+    LEGACY_SUPERNET_RUN_JSON,
+    LUT,
+    LUT_JSON,
+    MODEL_FILES,
+    ORACLE_METRICS,
+    PARETO_CSV,
+    PROVENANCE_JSON,
+    RESULTS_CSV,
+    RUN_JSON,
+    SEARCH_JSON,
+    SPLIT_JSON,
+    STAGE_CO2,
+    STAGE_ENERGY,
+    STAGE_WALL,
+    SUPERNET_CKPT,
+    TRAIN_LOG,
+    TRAIN_LOG_CSV,
+    RunLayout,
+    Status,
+)
 from salnas.metrics import HIGHER_IS_BETTER
 
 __all__ = [
-    "ACCURACY",
-    "ARCHIVE",
     "BASELINE_REFS",
+    "COLUMNS_READ",
     "COSTS",
-    "DISTILL",
-    "HV",
-    "LUT",
-    "TRAIN_LOG",
+    "COST_LABELS",
+    "PREFIXES_READ",
     "Run",
     "as_dict",
     "decode_genes",
     "gene_importance",
     "higher_is_better",
-    "kd_pairs",
-    "kd_summary",
+    "latency_stats",
     "latency_table",
     "load_run",
     "rank_fidelity",
+    "varying_genes",
 ]
 
-# ---------------------------------------------------------------- file names (the contract)
-SUPERNET_DIRS = (".", "supernet")  # the supernet stage writes into RUN_DIR or RUN_DIR/supernet
-SEARCH_DIRS = ("search", ".")
-DISTILL_DIRS = ("distill", ".")
-CONFIG_FILE = "config.yaml"
-RUN_JSON = "run.json"
-SPLIT_JSON = "split.json"
-TRAIN_LOG_CSV = "train_log.csv"
-SUPERNET_CKPT = "supernet.pt"
-BASELINES_JSON = "baselines.json"
-ARCHIVE_CSV = "archive.csv"
-PARETO_CSV = "pareto.csv"
-HV_CSV = "hv_history.csv"
-SEARCH_JSON = "search.json"
-LUT_JSON = "lut.json"
-RESULTS_CSV = "results.csv"
-DISTILL_JSON = "distill.json"
-REPORT_FILE = "report.html"
-MODEL_FILES = ("model.pt", "model.ts", "model.onnx")
-
-# ---------------------------------------------------------------- column names (the contract)
-ACCURACY: tuple[str, ...] = ("CC", "KLD", "NSS", "SIM", "AUC_Judd")  # scored by the oracle
-COSTS: tuple[str, ...] = ("params", "flops", "latency_ms")
+# ---------------------------------------------------------------- what the report reads
+COSTS: tuple[str, ...] = ("params", "flops", ARCHIVE.latency)  # archive / pareto columns
 BASELINE_REFS: tuple[str, ...] = ("centre_bias", "inter_observer", "generating_map")
 COST_LABELS = {"params": "parameters", "flops": "FLOPs (multiply-adds)",
-               "latency_ms": "latency (ms)"}
-
-
-@dataclass(frozen=True)
-class _TrainLogColumns:
-    epoch: str = "epoch"
-    lr: str = "lr"
-    temperature: str = "temperature"
-    loss_prefix: str = "loss_"
-    img_per_s: str = "img_per_s"
-    seconds: str = "seconds"
-    val_max: str = "val_max_"  # + metric
-    val_min: str = "val_min_"
-    kept_epoch: str = "kept_epoch"  # the epoch whose weights the later stages inherit
-
-
-@dataclass(frozen=True)
-class _ArchiveColumns:
-    id: str = "id"
-    genome: str = "genome"
-    feasible: str = "feasible"
-    scored: str = "scored"
-    engine: str = "engine"
-    generation: str = "generation"
-    wall_s: str = "wall_s"
-    latency: str = "latency_ms"
-    latency_source: str = "latency_source"  # "measured" | "lut"
-    # Optional pair some searches record (a LUT prediction checked by a measurement).
-    latency_measured: str = "latency_measured_ms"
-    latency_predicted: str = "latency_predicted_ms"
-    text: tuple[str, ...] = ("id", "genome", "engine", "latency_source", "worker", "finished_at")
-    flags: tuple[str, ...] = ("feasible", "scored")
-
-
-@dataclass(frozen=True)
-class _HvColumns:
-    generation: str = "generation"
-    n_evaluated: str = "n_evaluated"
-    n_feasible: str = "n_feasible"
-    n_pareto: str = "n_pareto"
-    hypervolume: str = "hypervolume"
-
-
-@dataclass(frozen=True)
-class _DistillColumns:
-    arch: str = "arch"
-    kind: str = "kind"  # "pareto" | "peer"
-    genome_id: str = "genome_id"
-    arm: str = "arm"
-    kd: str = "kd"
-    alpha: str = "alpha"
-    seed: str = "seed"
-    test_prefix: str = "test_"  # + metric
-    search_prefix: str = "search_"  # + pareto.csv column
-    params: str = "params"
-    flops: str = "flops"
-    latency: str = "latency_ms"
-    energy: str = "energy_kwh"
-    co2: str = "co2_kg"
-    epochs: str = "epochs"
-    train_s: str = "train_s"
-    wall_s: str = "wall_s"
-    model_dir: str = "model_dir"
-    genome: str = "genome"
-    selfkd: str = "selfkd"  # arm names
-    baseline: str = "baseline"
-    pareto_kind: str = "pareto"
-    text: tuple[str, ...] = ("arch", "kind", "genome_id", "arm", "init", "resolution",
-                             "model_dir", "genome")
-    flags: tuple[str, ...] = ("kd", "onnx")
-
-
-@dataclass(frozen=True)
-class _LutKeys:
-    validation: str = "validation"
-    subnets: str = "subnets"
-    id: str = "id"
-    measured: str = "measured_ms"
-    predicted: str = "predicted_ms"
-
-
-TRAIN_LOG = _TrainLogColumns()
-ARCHIVE = _ArchiveColumns()
-HV = _HvColumns()
-DISTILL = _DistillColumns()
-LUT = _LutKeys()
-# Keys of a stage's JSON that hold its cost (any stage JSON may carry them).
-STAGE_WALL, STAGE_ENERGY, STAGE_CO2 = "wall_s", "energy_kwh", "co2_kg"
-STAGES = ("supernet", "search", "distill")
+               ARCHIVE.latency: "latency (ms)"}
+# The report's half of the CSV contract: every column it reads, per file (a file lacking
+# one gets a note), and the column families it reads by prefix (loss_<subnet>,
+# test_<metric>, search_<pareto column>).
+COLUMNS_READ: Mapping[str, tuple[str, ...]] = {
+    TRAIN_LOG_CSV: (TRAIN_LOG.epoch, TRAIN_LOG.seconds, TRAIN_LOG.kept_epoch,
+                    *(TRAIN_LOG.val(tag, m) for tag in ("max", "min") for m in ORACLE_METRICS)),
+    ARCHIVE_CSV: (ARCHIVE.id, ARCHIVE.genome, *ORACLE_METRICS, *COSTS, ARCHIVE.latency_source,
+                  ARCHIVE.feasible, ARCHIVE.engine, ARCHIVE.generation, ARCHIVE.wall_s),
+    PARETO_CSV: (ARCHIVE.id, *ORACLE_METRICS, *COSTS),
+    HV_CSV: (HV.generation, HV.n_evaluated, HV.n_pareto, HV.hypervolume),
+    RESULTS_CSV: (DISTILL.arch, DISTILL.kind, DISTILL.genome_id, DISTILL.arm, DISTILL.seed,
+                  DISTILL.test_prefix + "CC", DISTILL.flops, DISTILL.latency, DISTILL.energy,
+                  DISTILL.co2, DISTILL.wall_s, DISTILL.model_dir),
+}
+PREFIXES_READ: Mapping[str, tuple[str, ...]] = {
+    TRAIN_LOG_CSV: (TRAIN_LOG.loss_prefix,),
+    RESULTS_CSV: (DISTILL.test_prefix, DISTILL.search_prefix),
+}
 # Genome JSON lists and the gene name of their i-th entry (others: ``key[i]``).
 GENE_NAMES = {"depths": "s{i}.depth", "kernels": "s{i}.kernel", "expands": "s{i}.expand",
               "skips": "d{i}.skip", "ops": "d{i}.op", "widths": "d{i}.width"}
@@ -193,6 +136,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     configs: dict[str, str] = field(default_factory=dict)  # file (relative) -> YAML text
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> provenance
+    pipeline: dict[str, Any] = field(default_factory=dict)  # RUN/run.json of salnas run
     split: dict[str, Any] = field(default_factory=dict)
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)  # reference x metric
     baselines_meta: dict[str, Any] = field(default_factory=dict)
@@ -255,21 +199,25 @@ class Run:
 
 
 # ---------------------------------------------------------------- readers
-def _find(run_dir: Path, dirs: Sequence[str], name: str) -> Path | None:
+def _find(dirs: Iterable[Path | None], name: str) -> Path | None:
+    """The first ``dir/name`` that is a file."""
     for d in dirs:
-        p = (run_dir / d / name) if d != "." else run_dir / name
-        if p.is_file():
-            return p
+        if d is not None and (d / name).is_file():
+            return d / name
     return None
 
 
 def _read_json(path: Path | None, what: str, notes: dict[str, str]) -> dict[str, Any]:
+    """A JSON object (:func:`salnas.io.read_json`); ``{}`` with a note when it is unreadable,
+    invalid or not an object, ``{}`` without one when ``path`` is None."""
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        notes[what] = f"{path} could not be read ({e})"
+        data = read_json(path)
+    except SalnasError as e:  # the message names the file and what is wrong with it
+        notes[what] = str(e)
+        return {}
+    if data is None:  # removed since it was found
         return {}
     if not isinstance(data, dict):
         notes[what] = f"{path} is not a JSON object"
@@ -287,7 +235,10 @@ def _as_bool(series: pd.Series) -> pd.Series:
 
 def _read_csv(path: Path | None, what: str, notes: dict[str, str], missing: str,
               text: Iterable[str] = (), flags: Iterable[str] = ()) -> pd.DataFrame:
-    """A CSV as a DataFrame (ids stay text: '12e4567890' is an id, not a float)."""
+    """A CSV as a DataFrame (ids stay text: '12e4567890' is an id, not a float).
+
+    A file that lacks a column of :data:`COLUMNS_READ` gets a note (``<what>_columns``).
+    """
     if path is None:
         notes[what] = missing
         return pd.DataFrame()
@@ -304,6 +255,10 @@ def _read_csv(path: Path | None, what: str, notes: dict[str, str], missing: str,
     for c in flags:
         if c in frame:
             frame[c] = _as_bool(frame[c])
+    lacking = [c for c in COLUMNS_READ.get(path.name, ()) if c not in frame.columns]
+    if lacking:
+        notes[f"{what}_columns"] = (f"{path} has no column {', '.join(lacking)}: what needs "
+                                    "it is left out (a file of another salnas version?)")
     if frame.empty:
         notes[what] = f"{path} has a header but no rows yet"
     return frame
@@ -322,17 +277,19 @@ def load_run(run_dir: str | Path) -> Run:
         raise SalnasError(f"{run_dir} is not a run directory (no such folder)")
     run = Run(path=run_dir, name=run_dir.resolve().name)
     notes = run.notes
-    _load_config(run)
-    _load_supernet(run)
-    _load_baselines(run)
-    _load_search(run)
-    _load_distill(run)
+    layout = RunLayout(run_dir)
+    _load_pipeline(run, layout)
+    _load_config(run, layout)
+    _load_supernet(run, layout)
+    _load_baselines(run, layout)
+    _load_search(run, layout)
+    _load_distill(run, layout)
     run.latency = latency_table(run.archive, run.lut, run.distill)
     if run.latency.empty:
         notes.setdefault(
             "latency",
-            "no latency predictions to check: needs lut.json with a validation block "
-            "(salnas latency profile --validate N, stored as search/lut.json), or archive "
+            f"no latency predictions to check: needs {LUT_JSON} with a validation block "
+            f"(salnas latency profile --validate N, stored as search/{LUT_JSON}), or archive "
             f"latencies from a LUT ({ARCHIVE.latency_source} = lut) next to distilled "
             "models' measured latency",
         )
@@ -340,11 +297,25 @@ def load_run(run_dir: str | Path) -> Run:
     return run
 
 
-def _load_config(run: Run) -> None:
+def _is_pipeline_record(data: Mapping[str, Any]) -> bool:
+    """``RUN/run.json`` of ``salnas run`` (not a legacy supernet provenance record)."""
+    return isinstance(data.get("stages"), dict) or data.get("stage") == "run"
+
+
+def _load_pipeline(run: Run, layout: RunLayout) -> None:
+    path = layout.run_json if layout.run_json.is_file() else None
+    data = _read_json(path, "run", run.notes)
+    if data and _is_pipeline_record(data):
+        run.pipeline = data
+        run.provenance["run"] = {k: v for k, v in data.items() if k != "stages"}
+        run.files["run"] = layout.run_json
+
+
+def _load_config(run: Run, layout: RunLayout) -> None:
     notes, d = run.notes, run.path
     found = None
-    for sub in (".", "supernet", "search", "distill"):
-        p = _find(d, (sub,), CONFIG_FILE)
+    for folder in (layout.root, layout.supernet_dir, layout.search_dir, layout.distill_dir):
+        p = _find((folder,), CONFIG_YAML)
         if p is None:
             continue
         try:
@@ -358,34 +329,53 @@ def _load_config(run: Run) -> None:
             found = data  # the run's own (top or supernet) config wins over later stages'
     run.config = found or {}
     if not run.configs:
-        notes.setdefault("config", f"no {CONFIG_FILE} in {d} or its stage folders")
+        notes.setdefault("config", f"no {CONFIG_YAML} in {d} or its stage folders")
 
 
-def _load_supernet(run: Run) -> None:
+def _supernet_provenance(run: Run, dirs: Sequence[Path]) -> None:
+    """``provenance.json``; else the legacy ``run.json`` of a supernet run made before it
+    (RUN_DIR/run.json only when it is no pipeline record)."""
+    path = _find(dirs, PROVENANCE_JSON)
+    prov = _read_json(path, "provenance", run.notes)
+    if path is None:
+        for d in dirs:
+            legacy = _find((d,), LEGACY_SUPERNET_RUN_JSON)
+            if legacy is None or legacy == run.files.get("run") or (
+                    d == run.path and "run" in run.notes):  # already said it is unreadable
+                continue
+            data = _read_json(legacy, "provenance", run.notes)
+            if data and not _is_pipeline_record(data):
+                path, prov = legacy, data
+                break
+    if prov and path is not None:
+        run.provenance["supernet"] = prov
+        run.files["provenance"] = path
+
+
+def _load_supernet(run: Run, layout: RunLayout) -> None:
     notes, d = run.notes, run.path
-    log_path = _find(d, SUPERNET_DIRS, TRAIN_LOG_CSV)
+    dirs = (layout.supernet_dir, layout.root)
+    log_path = _find(dirs, TRAIN_LOG_CSV)
     run.train_log = _read_csv(
         log_path, "train_log", notes,
-        f"no {TRAIN_LOG_CSV} in {d} or {d / 'supernet'}: the supernet has not been trained "
-        "(salnas supernet train --out RUN_DIR)")
+        f"no {TRAIN_LOG_CSV} in {layout.supernet_dir} or {d}: the supernet has not been "
+        "trained (salnas supernet train --out RUN_DIR/supernet)")
     _numeric(run.train_log, run.train_log.columns)
     if log_path is not None:
         run.files["train_log"] = log_path
-    ckpt = _find(d, SUPERNET_DIRS, SUPERNET_CKPT)
+    ckpt = _find(dirs, SUPERNET_CKPT)
     if ckpt is not None:
         run.files["supernet"] = ckpt
-    prov = _read_json(_find(d, SUPERNET_DIRS, RUN_JSON), "provenance", notes)
-    if prov:
-        run.provenance["supernet"] = prov
-    split_path = _find(d, SUPERNET_DIRS, SPLIT_JSON)
+    _supernet_provenance(run, dirs)
+    split_path = _find(dirs, SPLIT_JSON)
     run.split = _read_json(split_path, "split", notes)
     if split_path is not None:
         run.files["split"] = split_path
 
 
-def _load_baselines(run: Run) -> None:
+def _load_baselines(run: Run, layout: RunLayout) -> None:
     notes, d = run.notes, run.path
-    path = _find(d, (".", "supernet"), BASELINES_JSON)
+    path = _find((layout.root, layout.supernet_dir), BASELINES_JSON)
     data = _read_json(path, "baselines", notes)
     rows = {k: v for k, v in data.items() if k in BASELINE_REFS and isinstance(v, dict)}
     if rows:
@@ -399,45 +389,44 @@ def _load_baselines(run: Run) -> None:
         notes.setdefault(
             "baselines",
             f"no {BASELINES_JSON} in {d}: the centre-bias floor and inter-observer ceiling "
-            f"are not drawn (salnas baselines --data SPEC --split-file RUN_DIR/{SPLIT_JSON} "
-            f"--json RUN_DIR/{BASELINES_JSON})")
+            f"are not drawn (salnas baselines --data SPEC --split-file "
+            f"RUN_DIR/supernet/{SPLIT_JSON} --json RUN_DIR/{BASELINES_JSON})")
 
 
-def _load_search(run: Run) -> None:
+def _load_search(run: Run, layout: RunLayout) -> None:
     notes, d = run.notes, run.path
-    archive_path = _find(d, SEARCH_DIRS, ARCHIVE_CSV)
-    search_dir = archive_path.parent if archive_path else None
-    never = (f"no {ARCHIVE_CSV} in {d / 'search'}: the architecture search has not run "
+    archive_path = _find((layout.search_dir, layout.root), ARCHIVE_CSV)
+    never = (f"no {ARCHIVE_CSV} in {layout.search_dir}: the architecture search has not run "
              "(salnas search --out RUN_DIR/search)")
     run.archive = _read_csv(archive_path, "archive", notes, never, ARCHIVE.text, ARCHIVE.flags)
-    _numeric(run.archive, [*ACCURACY, *COSTS, ARCHIVE.generation, ARCHIVE.wall_s,
-                           ARCHIVE.latency_measured, ARCHIVE.latency_predicted])
+    _numeric(run.archive, [*ORACLE_METRICS, *COSTS, ARCHIVE.generation, ARCHIVE.wall_s])
     if not run.archive.empty:
         run.files["archive"] = archive_path  # type: ignore[assignment]
         if ARCHIVE.genome in run.archive:
             run.genes, run.gene_labels = decode_genes(run.archive[ARCHIVE.genome])
         else:
             notes["genes"] = f"{archive_path} has no '{ARCHIVE.genome}' column"
-    search_dir = search_dir or next((d / s for s in SEARCH_DIRS[:1] if (d / s).is_dir()), None)
+    search_dir = archive_path.parent if archive_path else (
+        layout.search_dir if layout.search_dir.is_dir() else None)
 
     def one(name: str) -> Path | None:
-        return _find(search_dir, (".",), name) if search_dir else None
+        return _find((search_dir,), name)
 
     run.pareto = _read_csv(one(PARETO_CSV), "pareto", notes,
                            f"no {PARETO_CSV}: the search has not written a front yet",
                            ARCHIVE.text, ARCHIVE.flags)
-    _numeric(run.pareto, [*ACCURACY, *COSTS])
+    _numeric(run.pareto, [*ORACLE_METRICS, *COSTS])
     run.hv_history = _read_csv(one(HV_CSV), "hv_history", notes,
                                f"no {HV_CSV}: the search has not finished a generation yet")
     _numeric(run.hv_history, run.hv_history.columns)
     run.search = _read_json(one(SEARCH_JSON), "search", notes)
     if isinstance(run.search.get("provenance"), dict):
         run.provenance["search"] = run.search["provenance"]
-    lut_path = one(LUT_JSON) or _find(d, (".",), LUT_JSON)
+    lut_path = one(LUT_JSON) or _find((layout.root,), LUT_JSON)
     named = as_dict(as_dict(as_dict(run.search.get("config")).get("search")).get("latency")
                     ).get("lut")
     if lut_path is None and named:
-        for candidate in (Path(named), d / named, d / "search" / named):
+        for candidate in (Path(named), d / named, layout.search_dir / named):
             if candidate.is_file():
                 lut_path = candidate
                 break
@@ -448,12 +437,12 @@ def _load_search(run: Run) -> None:
         run.files["search_dir"] = search_dir
 
 
-def _load_distill(run: Run) -> None:
-    notes, d = run.notes, run.path
-    path = _find(d, DISTILL_DIRS, RESULTS_CSV)
+def _load_distill(run: Run, layout: RunLayout) -> None:
+    notes = run.notes
+    path = _find((layout.distill_dir, layout.root), RESULTS_CSV)
     run.distill = _read_csv(
         path, "distill", notes,
-        f"no {RESULTS_CSV} in {d / 'distill'}: no architecture has been retrained yet "
+        f"no {RESULTS_CSV} in {layout.distill_dir}: no architecture has been retrained yet "
         "(salnas distill --search RUN_DIR/search --out RUN_DIR/distill)",
         DISTILL.text, DISTILL.flags)
     numeric = [c for c in run.distill.columns
@@ -461,8 +450,8 @@ def _load_distill(run: Run) -> None:
     _numeric(run.distill, numeric)
     if path is not None:
         run.files["distill_dir"] = path.parent
-    meta_dir = path.parent if path else (d / "distill")
-    run.distill_meta = _read_json(_find(meta_dir, (".",), DISTILL_JSON), "distill_meta", notes)
+    meta_dir = path.parent if path else layout.distill_dir
+    run.distill_meta = _read_json(_find((meta_dir,), DISTILL_JSON), "distill_meta", notes)
     if isinstance(run.distill_meta.get("provenance"), dict):
         run.provenance["distill"] = run.distill_meta["provenance"]
 
@@ -664,47 +653,11 @@ def rank_fidelity(archive: pd.DataFrame, distill: pd.DataFrame, metric: str = "C
     return table.reset_index(drop=True), pd.DataFrame(stats)
 
 
-def kd_pairs(distill: pd.DataFrame, metric: str = "CC") -> pd.DataFrame:
-    """One row per (arch, seed) with both arms: baseline, selfkd and their difference
-    (``gain``: positive when Self-KD is better, whatever the metric's direction)."""
-    col = DISTILL.test_prefix + metric
-    need = {DISTILL.arch, DISTILL.arm, col}
-    if distill.empty or not need <= set(distill.columns):
-        return pd.DataFrame()
-    index = [DISTILL.arch] + ([DISTILL.seed] if DISTILL.seed in distill else [])
-    wide = distill.pivot_table(index=index, columns=DISTILL.arm, values=col, aggfunc="mean")
-    if not {DISTILL.selfkd, DISTILL.baseline} <= set(wide.columns):
-        return pd.DataFrame()
-    wide = wide[[DISTILL.baseline, DISTILL.selfkd]].dropna().reset_index()
-    wide.columns.name = None
-    sign = 1.0 if higher_is_better(metric) else -1.0
-    wide["difference"] = wide[DISTILL.selfkd] - wide[DISTILL.baseline]
-    wide["gain"] = sign * wide["difference"]
-    return wide
-
-
-def kd_summary(distill: pd.DataFrame) -> pd.DataFrame:
-    """Per test metric: mean Self-KD - baseline difference, its std, pairs, Self-KD wins."""
-    rows = []
-    metrics = [c[len(DISTILL.test_prefix):] for c in distill.columns
-               if c.startswith(DISTILL.test_prefix)]
-    for m in metrics:
-        pairs = kd_pairs(distill, m)
-        if pairs.empty:
-            continue
-        rows.append({"metric": m, "better": "higher" if higher_is_better(m) else "lower",
-                     "pairs": len(pairs), "mean_difference": pairs["difference"].mean(),
-                     "std_difference": pairs["difference"].std(ddof=1) if len(pairs) > 1
-                     else math.nan,
-                     "selfkd_better": int((pairs["gain"] > 0).sum())})
-    return pd.DataFrame(rows)
-
-
 def latency_table(archive: pd.DataFrame, lut: dict[str, Any], distill: pd.DataFrame
                   ) -> pd.DataFrame:
     """Predicted vs measured latency (ms) from every source there is: the LUT's validation
-    subnets, archive rows that record both, and LUT-predicted archive rows against the
-    distilled model's measured latency (columns: source, id, predicted_ms, measured_ms)."""
+    subnets, and LUT-predicted archive rows against the distilled model's measured latency
+    (columns: source, id, predicted_ms, measured_ms)."""
     parts = []
     val = lut.get(LUT.validation) if isinstance(lut, dict) else None
     subnets = val.get(LUT.subnets) if isinstance(val, dict) else None
@@ -712,16 +665,10 @@ def latency_table(archive: pd.DataFrame, lut: dict[str, Any], distill: pd.DataFr
         frame = pd.DataFrame([s for s in subnets if isinstance(s, dict)])
         if {LUT.measured, LUT.predicted} <= set(frame.columns):
             parts.append(pd.DataFrame({
-                "source": "lut.json validation subnets",
+                "source": f"{LUT_JSON} validation subnets",
                 "id": frame.get(LUT.id, pd.Series([""] * len(frame))).astype(str),
                 "predicted_ms": pd.to_numeric(frame[LUT.predicted], errors="coerce"),
                 "measured_ms": pd.to_numeric(frame[LUT.measured], errors="coerce")}))
-    if {ARCHIVE.latency_measured, ARCHIVE.latency_predicted} <= set(archive.columns):
-        parts.append(pd.DataFrame({
-            "source": "archive (measured and predicted)",
-            "id": archive[ARCHIVE.id].astype(str),
-            "predicted_ms": archive[ARCHIVE.latency_predicted],
-            "measured_ms": archive[ARCHIVE.latency_measured]}))
     if ({ARCHIVE.id, ARCHIVE.latency, ARCHIVE.latency_source} <= set(archive.columns)
             and {DISTILL.genome_id, DISTILL.latency} <= set(distill.columns)):
         lut_rows = archive[archive[ARCHIVE.latency_source].str.lower() == "lut"]
@@ -767,36 +714,55 @@ def _stage_cost(data: dict[str, Any]) -> tuple[float, float, float]:
     return get(STAGE_WALL), get(STAGE_ENERGY), get(STAGE_CO2)
 
 
+def _status(records: Iterable[Mapping[str, Any]], fallback: str) -> str:
+    """The first status :meth:`salnas.layout.Status.of` knows among ``records``, else
+    ``fallback`` (legacy "finished" reads as done)."""
+    for record in records:
+        status = Status.of(record)
+        if status is not None:
+            return status.value
+    return fallback
+
+
 def _stage_table(run: Run) -> pd.DataFrame:
-    """Wall time, energy and CO2 per stage, saying where each number comes from."""
+    """Status, wall time, energy and CO2 per stage, saying where each number comes from.
+
+    A stage's own record (search.json, distill.json) has the last word on its status; the
+    pipeline's ``run.json`` on its cost when it has one (the wall time of the process that
+    ran the stage), else the stage's own files.
+    """
     rows = []
-    top = run.provenance.get("supernet", {})
-    declared = as_dict(top.get("stages"))
+    declared = as_dict(run.pipeline.get("stages"))
+    by_pipeline = f"{RUN_JSON} (salnas run)"
     log = run.train_log
-    wall, kwh, co2 = _stage_cost(as_dict(declared.get("supernet")) or top)
-    source = "run.json"
+    piped = as_dict(declared.get("supernet"))
+    wall, kwh, co2 = _stage_cost(piped or run.provenance.get("supernet", {}))
+    source = by_pipeline if piped else PROVENANCE_JSON
     if math.isnan(wall) and TRAIN_LOG.seconds in log:
         wall = float(log[TRAIN_LOG.seconds].sum())
         source = (f"sum of {TRAIN_LOG_CSV} '{TRAIN_LOG.seconds}' over {len(log)} epoch(s) "
                   "(training steps; validation not included)")
-    rows.append({"stage": "supernet", "status": "done" if not log.empty else "not run",
-                 "wall_s": wall, "energy_kwh": kwh, "co2_kg": co2, "source": source})
+    status = _status((piped,), Status.DONE.value if not log.empty else "not run")
+    rows.append({"stage": "supernet", "status": status, "wall_s": wall, "energy_kwh": kwh,
+                 "co2_kg": co2, "source": source})
 
-    wall, kwh, co2 = _stage_cost(as_dict(declared.get("search")) or run.search)
+    piped = as_dict(declared.get("search"))
+    wall, kwh, co2 = _stage_cost(piped or run.search)
     summary = run.search.get("summary") or {}
-    source = SEARCH_JSON
+    source = by_pipeline if piped else SEARCH_JSON
     if math.isnan(wall) and "wall_s_of_this_process" in summary:
         wall = float(summary["wall_s_of_this_process"])
         source = f"{SEARCH_JSON} (the last search process only)"
     elif math.isnan(wall) and ARCHIVE.wall_s in run.archive:
         wall = float(run.archive[ARCHIVE.wall_s].sum())
         source = f"sum of {ARCHIVE_CSV} '{ARCHIVE.wall_s}' (evaluation time)"
-    status = run.search.get("status") or ("partial" if not run.archive.empty else "not run")
+    status = _status((run.search, piped), "partial" if not run.archive.empty else "not run")
     rows.append({"stage": "search", "status": status, "wall_s": wall, "energy_kwh": kwh,
                  "co2_kg": co2, "source": source})
 
-    wall, kwh, co2 = _stage_cost(as_dict(declared.get("distill")) or run.distill_meta)
-    source = DISTILL_JSON + " (the last distill process)"
+    piped = as_dict(declared.get("distill"))
+    wall, kwh, co2 = _stage_cost(piped or run.distill_meta)
+    source = by_pipeline if piped else DISTILL_JSON + " (the last distill process)"
     res = run.distill
     if math.isnan(wall) and DISTILL.wall_s in res:
         wall, source = float(res[DISTILL.wall_s].sum()), f"sum of {RESULTS_CSV} '{DISTILL.wall_s}'"
@@ -805,7 +771,7 @@ def _stage_table(run: Run) -> pd.DataFrame:
         source += f"; energy: sum of '{DISTILL.energy}' (codecarbon)"
     if math.isnan(co2) and DISTILL.co2 in res and res[DISTILL.co2].notna().any():
         co2 = float(res[DISTILL.co2].sum())
-    status = run.distill_meta.get("status") or ("partial" if not res.empty else "not run")
+    status = _status((run.distill_meta, piped), "partial" if not res.empty else "not run")
     rows.append({"stage": "distill", "status": status, "wall_s": wall, "energy_kwh": kwh,
                  "co2_kg": co2, "source": source})
     return pd.DataFrame(rows)

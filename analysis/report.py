@@ -29,24 +29,37 @@ import yaml
 
 from salnas.analysis import figures as F
 from salnas.analysis.figures import NoData, esc
+from salnas.analysis.format import format_number
 from salnas.analysis.load import (
-    ACCURACY,
-    ARCHIVE,
     COSTS,
-    DISTILL,
-    HV,
-    REPORT_FILE,
     Run,
     as_dict,
     gene_importance,
     higher_is_better,
-    kd_pairs,
-    kd_summary,
     latency_stats,
     load_run,
     rank_fidelity,
 )
+from salnas.distill.summary import kd_pairs, kd_summary
 from salnas.io import provenance, write_text_atomic
+from salnas.layout import (
+    ARCHIVE,
+    ARCHIVE_CSV,
+    DISTILL,
+    DISTILL_JSON,
+    HV,
+    HV_CSV,
+    LUT_JSON,
+    ORACLE_METRICS,
+    PARETO_CSV,
+    PROVENANCE_JSON,
+    REPORT_HTML,
+    RESULTS_CSV,
+    RUN_JSON,
+    SEARCH_JSON,
+    SPLIT_JSON,
+    TRAIN_LOG_CSV,
+)
 
 __all__ = ["Page", "build_compare", "build_report", "write_compare", "write_report"]
 
@@ -142,31 +155,9 @@ def note(text: str) -> str:
     return f'<div class="note">{esc(text)}</div>'
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, int | np.integer):
-        return f"{int(v):,}" if abs(int(v)) >= 10_000 else str(int(v))
-    if isinstance(v, float | np.floating):
-        v = float(v)
-        if not math.isfinite(v):
-            return "–"
-        if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
-            return f"{v:.3e}"
-        if v.is_integer() and abs(v) >= 1000:
-            return f"{int(v):,}"
-        return f"{v:.{digits}g}"
-    return esc(v)
-
-
-def _si(v: float) -> str:
-    """1.2e7 -> '12M' (costs in captions)."""
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{unit}"
-    return f"{v:.3g}"
+def _num(v: Any) -> str:
+    """A table cell or card value (:func:`analysis.format.format_number`), escaped."""
+    return esc(format_number(v))
 
 
 def table(frame: pd.DataFrame, index: bool = False, max_rows: int | None = 60,
@@ -187,7 +178,7 @@ def table(frame: pd.DataFrame, index: bool = False, max_rows: int | None = 60,
             elif isinstance(v, str):
                 cells.append(f'<td class="t">{esc(v)}</td>')
             else:
-                cells.append(f"<td>{_fmt(v)}</td>")
+                cells.append(f"<td>{_num(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = ""
     if max_rows is not None and len(data) > max_rows:
@@ -217,7 +208,7 @@ def _details(summary: str, inner: str) -> str:
 # ---------------------------------------------------------------- report of one run
 def _accuracy_metrics(run: Run) -> list[str]:
     """Metrics of the archive with scores, search objectives first."""
-    have = [m for m in ACCURACY if m in run.archive and run.archive[m].notna().any()]
+    have = [m for m in ORACLE_METRICS if m in run.archive and run.archive[m].notna().any()]
     first = [m for m in run.objectives if m in have]
     return first + [m for m in have if m not in first]
 
@@ -241,12 +232,12 @@ def _key_numbers(run: Run) -> str:
     if run.pareto_ids:
         cards.append(("on the Pareto front", str(len(run.pareto_ids))))
     if not run.hv_history.empty and HV.hypervolume in run.hv_history:
-        cards.append(("final hypervolume", _fmt(float(run.hv_history[HV.hypervolume].iloc[-1]))))
+        cards.append(("final hypervolume", _num(float(run.hv_history[HV.hypervolume].iloc[-1]))))
     if "CC" in a and a["CC"].notna().any():
-        cards.append(("best oracle CC", _fmt(float(a["CC"].max()))))
+        cards.append(("best oracle CC", _num(float(a["CC"].max()))))
     _, stats = rank_fidelity(run.archive, run.distill, "CC")
     for _, r in stats.iterrows():
-        cards.append((f"Kendall τ, {r['arm']}", _fmt(r["kendall_tau"], 3)))
+        cards.append((f"Kendall τ, {r['arm']}", _num(r["kendall_tau"])))
     pairs = kd_pairs(run.distill, "CC")
     if not pairs.empty:
         cards.append(("Self-KD − baseline test CC", f"{pairs['difference'].mean():+.4f}"))
@@ -255,7 +246,7 @@ def _key_numbers(run: Run) -> str:
         kwh = run.stages["energy_kwh"].sum(min_count=1)
         cards.append(("wall time, all stages", "–" if pd.isna(wall) else f"{wall / 60:.1f} min"))
         if pd.notna(kwh):
-            cards.append(("energy measured", f"{kwh:.4g} kWh"))
+            cards.append(("energy measured", f"{_num(kwh)} kWh"))
     if not cards:
         return note("no stage has produced results yet")
     return '<div class="cards">' + "".join(
@@ -292,7 +283,8 @@ def _summary_section(run: Run, page: Page) -> None:
                           "command": str(prov.get("command") or "–")})
     parts.append("<h3>Provenance</h3>")
     parts.append(table(pd.DataFrame(prov_rows)) if prov_rows else note(
-        run.notes.get("provenance", "no run.json, search.json or distill.json provenance")))
+        run.notes.get("provenance", f"no {RUN_JSON}, {PROVENANCE_JSON}, {SEARCH_JSON} or "
+                                 f"{DISTILL_JSON} provenance")))
     versions: dict[str, Any] = {}
     for prov in run.provenance.values():
         if isinstance(prov.get("versions"), dict):
@@ -339,7 +331,7 @@ def _training_section(run: Run, page: Page) -> None:
                     "epoch; dashed lines: the dataset's floor and ceiling (test split); dotted: "
                     "the kept epoch, whose weights the search and distillation inherit "
                     "(supernet.keep)."),
-        _details("train_log.csv", table(run.train_log)),
+        _details(TRAIN_LOG_CSV, table(run.train_log)),
     ])
 
 
@@ -352,7 +344,7 @@ def _search_section(run: Run, page: Page) -> None:
     if run.objectives:
         search_json_bits.append(f"objectives {', '.join(run.objectives)}")
     if run.constraints:
-        search_json_bits.append("budgets " + ", ".join(f"{k} ≤ {v:.4g}"
+        search_json_bits.append("budgets " + ", ".join(f"{k} ≤ {format_number(v)}"
                                                        for k, v in run.constraints.items()))
     search_json_bits.append(f"engine {run.engine}")
     parts.append(f'<p class="caption">{esc("; ".join(search_json_bits))}. Hover a point for '
@@ -361,7 +353,7 @@ def _search_section(run: Run, page: Page) -> None:
     metrics = _accuracy_metrics(run)
     if not metrics:
         parts.append(note("the archive holds no scored accuracy column "
-                          f"(looked for {', '.join(ACCURACY)})"))
+                          f"(looked for {', '.join(ORACLE_METRICS)})"))
     for m in metrics:
         parts.append(page.figure(partial(F.pareto_2d, run.archive, m, run.baselines,
                                          run.pareto_ids, run.constraints)))
@@ -381,7 +373,8 @@ def _hv_caption(run: Run) -> str:
     if isinstance(bounds, dict):
         parts = []
         for k, v in bounds.items():
-            shown = ", ".join(_fmt(x) for x in v) if isinstance(v, list) else _fmt(v)
+            shown = (", ".join(format_number(x) for x in v) if isinstance(v, list)
+                     else format_number(v))
             parts.append(f"{k} [{shown}]")
         text += " (" + ", ".join(parts) + ")"
     return text + "; runs with the same objectives and bounds are comparable."
@@ -452,7 +445,7 @@ def _latency_section(run: Run, page: Page) -> None:
     lut = run.lut
     if lut:
         device = as_dict(lut.get("device"))
-        parts.append(f'<p class="caption">lut.json: device {esc(device.get("name", "?"))}, '
+        parts.append(f'<p class="caption">{LUT_JSON}: device {esc(device.get("name", "?"))}, '
                      f'{esc(lut.get("threads", "?"))} thread(s).</p>')
     page.section("latency", "Latency predictor against measurement", parts)
 
@@ -461,7 +454,7 @@ def _pareto_models(run: Run, out_dir: Path) -> pd.DataFrame:
     """Pareto architectures with their retrained scores and relative links to model files."""
     if run.pareto.empty:
         return pd.DataFrame()
-    keep = [c for c in (ARCHIVE.id, *ACCURACY, *COSTS) if c in run.pareto]
+    keep = [c for c in (ARCHIVE.id, *ORACLE_METRICS, *COSTS) if c in run.pareto]
     frame = run.pareto[keep].copy()
     by = next((c for c in COSTS if c in frame), None)
     if by is not None:
@@ -485,7 +478,7 @@ def _pareto_models(run: Run, out_dir: Path) -> pd.DataFrame:
             links.append("<br>".join(dict.fromkeys(bits)) or "–")
         frame["model files"] = links
     frame = frame.dropna(axis=1, how="all")  # e.g. latency when nothing measured it
-    return frame.rename(columns={m: f"oracle {m}" for m in ACCURACY})
+    return frame.rename(columns={m: f"oracle {m}" for m in ORACLE_METRICS})
 
 
 def _models_section(run: Run, page: Page, out_dir: Path) -> None:
@@ -507,8 +500,8 @@ def _downloads_section(run: Run, page: Page) -> None:
     if not genes.empty and ARCHIVE.id in run.archive:
         genes.insert(0, ARCHIVE.id, run.archive[ARCHIVE.id])
     fidelity, _ = rank_fidelity(run.archive, run.distill, "CC")
-    tables = {"archive.csv": run.archive, "pareto.csv": run.pareto,
-              "hv_history.csv": run.hv_history, "train_log.csv": run.train_log,
+    tables = {ARCHIVE_CSV: run.archive, PARETO_CSV: run.pareto,
+              HV_CSV: run.hv_history, TRAIN_LOG_CSV: run.train_log,
               "baselines.csv": run.baselines.reset_index(names="reference")
               if not run.baselines.empty else run.baselines,
               "genes.csv": genes, "distill_results.csv": run.distill,
@@ -566,7 +559,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, gallery: in
                  gallery_models: int = 4) -> tuple[Path, Page]:
     """Load ``run_dir``, build its report and write it atomically (default RUN_DIR/report.html)."""
     run = load_run(run_dir)
-    out_path = Path(out) if out is not None else run.path / REPORT_FILE
+    out_path = Path(out) if out is not None else run.path / REPORT_HTML
     page = build_report(run, out_path, gallery, gallery_models)
     write_text_atomic(out_path, page.render())
     return out_path, page
@@ -593,7 +586,8 @@ def _compare_summary(runs: Mapping[str, Run]) -> pd.DataFrame:
         rows.append({
             "run": label, "engine": run.engine,
             "objectives": ", ".join(run.objectives) or "–",
-            "budgets": ", ".join(f"{k} ≤ {v:.4g}" for k, v in run.constraints.items()) or "–",
+            "budgets": ", ".join(f"{k} ≤ {format_number(v)}" for k, v in run.constraints.items())
+            or "–",
             "evaluated": len(a),
             "feasible": int(a[ARCHIVE.feasible].sum()) if ARCHIVE.feasible in a else math.nan,
             "pareto": len(run.pareto_ids),
@@ -633,17 +627,17 @@ def build_compare(paths: Sequence[Path]) -> Page:
     if with_refs and len(specs) > 1:
         fronts.append(note("the runs use different datasets: no floor / ceiling lines"))
     archives = {k: r.archive for k, r in runs.items() if not r.archive.empty}
-    metrics = [m for m in ACCURACY if any(m in a and a[m].notna().any()
+    metrics = [m for m in ORACLE_METRICS if any(m in a and a[m].notna().any()
                                           for a in archives.values())]
     if not archives:
-        fronts.append(note("no run has an archive.csv"))
+        fronts.append(note(f"no run has an {ARCHIVE_CSV}"))
     for m in metrics:
         fronts.append(page.figure(partial(F.compare_fronts, archives, m, baselines)))
     page.section("fronts", "Fronts", fronts)
     histories = {k: r.hv_history for k, r in runs.items() if not r.hv_history.empty}
     page.section("hypervolume", "Hypervolume", [
         page.figure(lambda: F.hv_history(histories)) if histories else
-        note("no run has an hv_history.csv")])
+        note(f"no run has an {HV_CSV}")])
     items = "".join(f"<li><b>{esc(label)}</b>: {esc(k)}: {esc(v)}</li>"
                     for label, r in runs.items() for k, v in r.notes.items())
     problems = "".join(f"<li>{esc(p)}</li>" for p in page.problems)
@@ -746,7 +740,7 @@ def _gallery_models(run: Run, max_models: int) -> list[tuple[str, Path, str]]:
     if len(rows) > max_models:
         pick = np.unique(np.linspace(0, len(rows) - 1, max_models).round().astype(int))
         rows = [rows[i] for i in pick]
-    return [(a, p, f"{a} ({arm}" + (f", {_si(c)} FLOPs)" if np.isfinite(c) else ")"))
+    return [(a, p, f"{a} ({arm}" + (f", {format_number(c)} FLOPs)" if np.isfinite(c) else ")"))
             for a, p, arm, c in rows]
 
 
@@ -783,14 +777,14 @@ def _gallery(run: Run, n_images: int, max_models: int) -> str:
     if not models:
         return note("no distilled Pareto model file (distill/<arch>/<arm>/model.pt) to predict "
                     "with: " + (run.note("distill") if run.distill.empty else
-                                "results.csv names no existing model.pt"))
+                                f"{RESULTS_CSV} names no existing model.pt"))
     data = as_dict(run.config.get("data"))
     spec, sigma = data.get("spec"), data.get("sigma_px")
     test = run.split.get("test") if isinstance(run.split.get("test"), list) else []
     train = run.split.get("train") if isinstance(run.split.get("train"), list) else []
     if not spec or not test or not train:
         return note("the gallery needs the run's dataset spec (config.yaml data.spec) and "
-                    "split.json with train and test images")
+                    f"{SPLIT_JSON} with train and test images")
     try:
         source = open_source(str(spec))
         known = set(source.stems())

@@ -63,9 +63,9 @@ def distill_cmd(
 ) -> None:
     """Train Pareto architectures standalone: Self-KD and baseline arms, peers, energy, export."""
     from salnas.config import load_config
-    from salnas.metrics import HIGHER_IS_BETTER
 
     from .run import run_distill
+    from .summary import kd_summary
 
     overrides: dict[str, object] = {}
     if ids is not None:
@@ -113,14 +113,11 @@ def distill_cmd(
     for _, row in results.iterrows():
         table.add_row(*(fmt(row[name]) for _, name, fmt in shown))
     out.print(table)
-    if "test_CC" in results.columns:
-        pairs = results.pivot_table(index=["arch", "seed"], columns="arm", values="test_CC")
-        if {"selfkd", "baseline"} <= set(pairs.columns):
-            gain = (pairs["selfkd"] - pairs["baseline"]).dropna()
-            arrow = "higher" if HIGHER_IS_BETTER["CC"] else "lower"
+    for kd in kd_summary(results).itertuples():
+        if kd.metric == "CC":
             out.print(
-                f"Self-KD - baseline test CC ({arrow} is better): mean {gain.mean():+.4f} "
-                f"over {len(gain)} pair(s)"
+                f"Self-KD - baseline test CC ({kd.better} is better): mean "
+                f"{kd.mean_difference:+.4f} over {kd.pairs} pair(s)"
             )
     out.print(f"wrote {out_dir / 'results.csv'}")
 

@@ -4,8 +4,10 @@ The numbers are invented (smooth functions of a genome's size plus noise), the f
 real: genomes and ids come from a real (tiny) search space, the distilled Pareto models are
 real model files (random weights) that ``supernet.subnet.load_subnet`` reads, and the dataset
 is the embedded synthetic one, so the saliency gallery runs end to end in a second or two.
-Column names come from :mod:`analysis.load` (the one place that knows them);
-``tests/test_report.py`` checks those against the stages' own constants.
+File and column names come from :mod:`salnas.layout`, the run directory's schema, and the
+files sit where ``salnas run`` puts them (:class:`salnas.layout.RunLayout`: RUN/supernet/,
+RUN/search/, RUN/distill/, RUN/baselines.json); ``tests/test_report.py`` checks that the
+stages' writers write every column the report reads.
 """
 
 from __future__ import annotations
@@ -19,24 +21,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salnas.analysis.load import (
-    ACCURACY,
-    ARCHIVE,
-    BASELINES_JSON,
-    CONFIG_FILE,
-    DISTILL,
-    DISTILL_JSON,
-    HV,
-    LUT,
-    RESULTS_CSV,
-    RUN_JSON,
-    SPLIT_JSON,
-    TRAIN_LOG,
-    TRAIN_LOG_CSV,
-)
 from salnas.config import config_from_dict, dump_config
 from salnas.datasets import make_split, open_source, save_split
 from salnas.io import provenance, write_json_atomic, write_text_atomic
+from salnas.layout import (
+    ARCHIVE,
+    ARCHIVE_COLUMNS,
+    ARCHIVE_CSV,
+    CONFIG_YAML,
+    DISTILL,
+    DISTILL_JSON,
+    HV,
+    HV_CSV,
+    LUT,
+    LUT_JSON,
+    ORACLE_METRICS,
+    PARETO_CSV,
+    PROVENANCE_JSON,
+    RESULTS_CSV,
+    SEARCH_JSON,
+    SPLIT_JSON,
+    SUPERNET_CKPT,
+    TRAIN_LOG,
+    TRAIN_LOG_COLUMNS,
+    TRAIN_LOG_CSV,
+    RunLayout,
+    Status,
+)
 
 ALL_STAGES = ("supernet", "baselines", "search", "distill")
 # Tiny space: four stages, three decoder levels; extracting a model takes milliseconds.
@@ -49,9 +60,6 @@ TINY_SPACE: dict[str, Any] = {
     "prior_channels": 2,
 }
 DATA = {"spec": "synthetic:16", "resolution": [64, 96], "val": 4, "test": 4}
-ARCHIVE_COLUMNS = (ARCHIVE.id, ARCHIVE.genome, *ACCURACY, "params", "flops", ARCHIVE.latency,
-                   ARCHIVE.latency_source, ARCHIVE.feasible, ARCHIVE.scored, ARCHIVE.engine,
-                   ARCHIVE.generation, "worker", ARCHIVE.wall_s, "finished_at")
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +104,7 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
     from salnas.supernet.space import SearchSpace
 
     run = Path(root) / name
+    layout = RunLayout(run)
     run.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     cfg = _merge({"seed": seed, "data": DATA,
@@ -109,26 +118,31 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
     split = make_split(source.stems(), 0, DATA["val"], DATA["test"])
     prov = provenance(seed=seed, stage="supernet", world_size=1)
     if "supernet" in stages:
-        write_text_atomic(run / CONFIG_FILE, dump_config(config_obj))
-        write_json_atomic(run / RUN_JSON, prov)
-        save_split(run / SPLIT_JSON, split, seed=0, data=DATA["spec"])
+        sup = layout.supernet_dir
+        sup.mkdir(exist_ok=True)
+        write_text_atomic(layout.config, dump_config(config_obj))  # salnas run's copy
+        write_text_atomic(sup / CONFIG_YAML, dump_config(config_obj))
+        write_json_atomic(sup / PROVENANCE_JSON, prov)
+        save_split(sup / SPLIT_JSON, split, seed=0, data=DATA["spec"])
         rows = []
         for e in range(1, 5):
-            row = {TRAIN_LOG.epoch: e, TRAIN_LOG.lr: 2e-3 * (1 + math.cos(math.pi * e / 4)) / 2,
-                   TRAIN_LOG.temperature: 30 - 7 * (e - 1),
-                   "loss_max": 2.0 / e + 0.5, "loss_min": 2.2 / e + 0.6,
-                   "loss_random": 2.1 / e + 0.55, TRAIN_LOG.img_per_s: 40 + e,
-                   TRAIN_LOG.seconds: 20.0 + e}
+            # The writer's columns (TRAIN_LOG_COLUMNS), then val_<subnet>_<metric>, score,
+            # kept_epoch (supernet.train.validate_epoch and keep_best).
+            row = dict(zip(TRAIN_LOG_COLUMNS, (
+                e, 2e-3 * (1 + math.cos(math.pi * e / 4)) / 2, 30 - 7 * (e - 1),
+                2.0 / e + 0.5, 2.2 / e + 0.6, 2.1 / e + 0.55, 40 + e, 20.0 + e), strict=True))
             for tag, scale in (("max", 1.0), ("min", 0.85)):
                 cc = scale * (0.75 - 0.4 / e)
-                row.update({f"val_{tag}_CC": cc, f"val_{tag}_KLD": 1.6 - cc,
-                            f"val_{tag}_NSS": 3.5 * cc, f"val_{tag}_SIM": 0.25 + 0.5 * cc,
-                            f"val_{tag}_AUC_Judd": 0.7 + 0.25 * cc})
+                row.update({TRAIN_LOG.val(tag, m): v for m, v in zip(
+                    ORACLE_METRICS, (cc, 1.6 - cc, 3.5 * cc, 0.25 + 0.5 * cc, 0.7 + 0.25 * cc),
+                    strict=True)})
+            row[TRAIN_LOG.score] = (row[TRAIN_LOG.val("max", "CC")]
+                                    + row[TRAIN_LOG.val("min", "CC")]) / 2
             row[TRAIN_LOG.kept_epoch] = e  # val CC rises every epoch: the last is the best
             rows.append(row)
-        pd.DataFrame(rows).to_csv(run / TRAIN_LOG_CSV, index=False)
+        pd.DataFrame(rows).to_csv(sup / TRAIN_LOG_CSV, index=False)
     if "baselines" in stages:
-        write_json_atomic(run / BASELINES_JSON, {
+        write_json_atomic(layout.baselines, {
             "centre_bias": {"CC": 0.28, "KLD": 1.35, "NSS": 0.9, "SIM": 0.36, "AUC_Judd": 0.74},
             "generating_map": {"CC": 0.9, "KLD": 0.4, "NSS": 3.9, "SIM": 0.75,
                                "AUC_Judd": 0.93},
@@ -156,7 +170,7 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
         feasible = flops <= cfg["search"]["constraints"]["flops"]
         cc = 0.45 + 0.3 * (1 - math.exp(-flops / 1e7)) + rng.normal(0, 0.02)
         metrics = ({"CC": cc, "KLD": 1.6 - cc, "NSS": 3.6 * cc, "SIM": 0.25 + 0.5 * cc,
-                    "AUC_Judd": 0.7 + 0.25 * cc} if feasible else dict.fromkeys(ACCURACY, ""))
+                    "AUC_Judd": 0.7 + 0.25 * cc} if feasible else dict.fromkeys(ORACLE_METRICS, ""))
         records.append({ARCHIVE.id: g.id, ARCHIVE.genome: g.to_json(), **metrics,
                         "params": params, "flops": flops, ARCHIVE.latency: latency,
                         ARCHIVE.latency_source: "lut", ARCHIVE.feasible: _bool(feasible),
@@ -166,10 +180,10 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
     archive = pd.DataFrame(records, columns=list(ARCHIVE_COLUMNS))
     front = _front(archive.replace("", np.nan).astype({"CC": float}))
     if "search" in stages:
-        sdir = run / "search"
+        sdir = layout.search_dir
         sdir.mkdir(exist_ok=True)
-        archive.to_csv(sdir / "archive.csv", index=False)
-        archive.loc[front.index].to_csv(sdir / "pareto.csv", index=False)
+        archive.to_csv(sdir / ARCHIVE_CSV, index=False)
+        archive.loc[front.index].to_csv(sdir / PARETO_CSV, index=False)
         flops_max = float(archive["flops"].max())
         hv_rows = []
         for gen in range(int(archive[ARCHIVE.generation].max()) + 1):
@@ -178,11 +192,12 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
             hv_rows.append({HV.generation: gen, HV.n_evaluated: len(upto),
                             HV.n_feasible: int((upto[ARCHIVE.feasible] == "true").sum()),
                             HV.n_pareto: len(f), HV.hypervolume: _hv2(f, flops_max)})
-        pd.DataFrame(hv_rows).to_csv(sdir / "hv_history.csv", index=False)
-        write_json_atomic(sdir / "search.json", {
-            "status": "finished", "engine": engine, "seed": seed,
-            "objectives": cfg["search"]["objectives"],
-            "constraints": cfg["search"]["constraints"], "supernet": str(run / "supernet.pt"),
+        pd.DataFrame(hv_rows).to_csv(sdir / HV_CSV, index=False)
+        write_json_atomic(sdir / SEARCH_JSON, {
+            "status": "finished",  # the word before Status: must read as done
+            "engine": engine, "seed": seed, "objectives": cfg["search"]["objectives"],
+            "constraints": cfg["search"]["constraints"],
+            "supernet": str(layout.supernet_dir / SUPERNET_CKPT),
             "hypervolume": {"bounds": {"CC": [0.0, 1.0], "flops": [0.0, flops_max]},
                             "reference_point": [1.1, 1.1]},
             "config": config_obj.model_dump(mode="json"),
@@ -198,7 +213,7 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
             subnets.append({LUT.id: g.id, "resolution": list(g.resolution),
                             LUT.measured: measured, LUT.predicted: predicted,
                             "ratio": predicted / measured})
-        write_json_atomic(sdir / "lut.json", {
+        write_json_atomic(sdir / LUT_JSON, {
             "format": "salnas-latency-lut-v1", "device": {"type": "cpu", "name": "fake cpu"},
             "threads": 1, "entries": {}, "overhead": {"a": 1.0, "b": 0.0},
             LUT.validation: {"n": len(subnets), "rmse_pct": 6.0, LUT.subnets: subnets}})
@@ -216,7 +231,7 @@ def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
     from salnas.supernet.space import Genome
     from salnas.supernet.subnet import save_subnet
 
-    ddir = run / "distill"
+    ddir = RunLayout(run).distill_dir
     ddir.mkdir(exist_ok=True)
     picks = front.sort_values("flops")
     idx = np.unique(np.linspace(0, len(picks) - 1, min(n_distilled, len(picks))).round()
@@ -249,7 +264,7 @@ def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
                    DISTILL.wall_s: 31.0, "onnx": False, DISTILL.model_dir: model_dir,
                    DISTILL.genome: r[ARCHIVE.genome] if r is not None else ""}
             if r is not None:
-                row.update({f"search_{m}": float(r[m]) for m in ACCURACY})
+                row.update({DISTILL.search_prefix + m: float(r[m]) for m in ORACLE_METRICS})
             rows.append(row)
             if models and r is not None and n < 2:
                 genome = Genome.from_json(r[ARCHIVE.genome], space)
@@ -261,7 +276,8 @@ def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
                 (ddir / model_dir / "result.json").write_text(json.dumps({"row": {}}))
     pd.DataFrame(rows).to_csv(ddir / RESULTS_CSV, index=False)
     write_json_atomic(ddir / DISTILL_JSON, {
-        "status": "done", "select": "crowding:3", "seeds": [0], "arms": ["selfkd", "baseline"],
+        "status": Status.DONE.value, "select": "crowding:3", "seeds": [0],
+        "arms": [DISTILL.selfkd, DISTILL.baseline],
         "wall_s": 31.0 * len(rows), "provenance": provenance(stage="distill")})
 
 

@@ -7,38 +7,57 @@ formats); the browser and notebook checks live in ``test_report_browser.py`` and
 
 from __future__ import annotations
 
+import ast
 import base64
+import dataclasses
 import html
+import inspect
 import io
 import json
 import re
 import shutil
 import urllib.parse
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import INJECTED, RUN_NAME, built_report, make_fake_run
+from report_fixtures import INJECTED, RUN_NAME, TINY_SPACE, built_report, make_fake_run
 from scipy.stats import kendalltau, spearmanr
 from typer.testing import CliRunner
 
+import salnas.distill.run as distill_run
+import salnas.search.archive as archive_mod
+import salnas.search.hypervolume as hypervolume
+import salnas.supernet.evaluate as supernet_evaluate
+import salnas.supernet.train as supernet_train
+from salnas import layout, metrics
 from salnas.analysis import load_run
+from salnas.analysis.format import format_number
 from salnas.analysis.load import (
-    ACCURACY,
-    ARCHIVE,
-    DISTILL,
-    HV,
-    TRAIN_LOG,
+    COLUMNS_READ,
+    PREFIXES_READ,
     decode_genes,
     gene_importance,
-    kd_pairs,
-    kd_summary,
     rank_fidelity,
 )
 from salnas.analysis.report import build_report, gallery_html, write_compare, write_report
 from salnas.cli import app
+from salnas.distill.summary import kd_pairs, kd_summary
 from salnas.errors import SalnasError
+from salnas.layout import (
+    ARCHIVE,
+    ARCHIVE_CSV,
+    DISTILL,
+    HV_CSV,
+    ORACLE_METRICS,
+    PARETO_CSV,
+    RESULTS_CSV,
+    TRAIN_LOG,
+    TRAIN_LOG_CSV,
+)
+from salnas.supernet.space import SearchSpace
 
 runner = CliRunner()
 SECTIONS = ("summary", "baselines", "supernet", "search", "genes", "retrain", "latency",
@@ -52,24 +71,122 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, str]
 
 
 # ---------------------------------------------------------------- the column contract
-def test_loader_constants_match_the_stages() -> None:
-    """The loader's column names are the stages' own (fails when a stage renames one)."""
-    archive = pytest.importorskip("salnas.search.archive")
-    hypervolume = pytest.importorskip("salnas.search.hypervolume")
-    train = pytest.importorskip("salnas.supernet.train")
-    assert archive.METRICS == ACCURACY == train.VAL_METRICS
-    for name in (ARCHIVE.id, ARCHIVE.genome, ARCHIVE.feasible, ARCHIVE.scored, ARCHIVE.engine,
-                 ARCHIVE.generation, ARCHIVE.wall_s, ARCHIVE.latency, ARCHIVE.latency_source,
-                 "params", "flops"):
-        assert name in archive.COLUMNS, name
-    assert set(hypervolume.HV_FIELDS) == {HV.generation, HV.n_evaluated, HV.n_feasible,
-                                          HV.n_pareto, HV.hypervolume}
-    for name in (TRAIN_LOG.epoch, TRAIN_LOG.lr, TRAIN_LOG.temperature, TRAIN_LOG.seconds,
-                 TRAIN_LOG.img_per_s):
-        assert name in train.LOG_FIELDS, name
-    assert TRAIN_LOG.kept_epoch == train.KEPT_EPOCH
-    distill = pytest.importorskip("salnas.distill.run")
-    assert set(distill.ARMS) == {DISTILL.selfkd, DISTILL.baseline}
+def _declared() -> tuple[set[str], set[str]]:
+    """(names, prefixes) of every column salnas.layout declares: its column tuples and the
+    string fields of its column dataclasses (a field ending in '_' is a prefix)."""
+    names = {*ORACLE_METRICS, *layout.ARCHIVE_COLUMNS, *layout.HV_COLUMNS,
+             *layout.TRAIN_LOG_COLUMNS}
+    for columns in (layout.TRAIN_LOG, layout.ARCHIVE, layout.HV, layout.DISTILL):
+        for f in dataclasses.fields(columns):
+            value = getattr(columns, f.name)
+            if isinstance(value, str):
+                names.add(value)
+    return {n for n in names if not n.endswith("_")}, {n for n in names if n.endswith("_")}
+
+
+def _train_log_written() -> set[str]:
+    """The columns supernet training writes per epoch: its epoch row (TRAIN_LOG_COLUMNS),
+    validate_epoch's val_<subnet>_<metric> of the max and min subnets, and keep_best's."""
+    tags = [tag for tag, _ in supernet_train.validation_subnets(SearchSpace(TINY_SPACE), 0, 0)]
+    names = inspect.signature(supernet_evaluate.validate).parameters["names"].default
+    row: dict[str, object] = dict.fromkeys(supernet_train.TRAIN_LOG_COLUMNS, 1.0)
+    row.update({TRAIN_LOG.val(tag, m): 0.5 for tag in tags for m in names})
+    supernet_train.keep_best(SimpleNamespace(best=None, epoch=0), row, "last")  # type: ignore
+    return set(row)
+
+
+def _results_written() -> set[str]:
+    """The columns of results.csv: the keys of the ``row`` dict distill writes per arm
+    (``DistillRun.train_arm``), read from its source, with ``test_<metric>`` for every metric
+    of salnas.metrics and ``search_<column>`` (the ``extra`` of ``_units``) for every oracle
+    metric.
+
+    distill/run.py spells its row out instead of using a column tuple of salnas.layout;
+    once it has one, compare with that instead.
+    """
+    tree = ast.parse(inspect.getsource(distill_run))
+    names: set[str] = set()
+    prefixes: set[str] = set()
+    found = set()
+    for fn in ast.walk(tree):
+        if not (isinstance(fn, ast.FunctionDef) and fn.name in ("train_arm", "_units")):
+            continue
+        for node in ast.walk(fn):
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) else None)
+            if not (isinstance(target, ast.Name) and target.id in ("row", "extra")
+                    and isinstance(node.value, ast.Dict | ast.DictComp)):  # type: ignore
+                continue
+            found.add(fn.name)
+            value = node.value  # type: ignore[union-attr]
+            keys = list(value.keys) if isinstance(value, ast.Dict) else [value.key]
+            if isinstance(value, ast.Dict):  # **{f"test_{k}": ...} inside the row
+                keys += [v.key for k, v in zip(value.keys, value.values, strict=True)
+                         if k is None and isinstance(v, ast.DictComp)]
+            for k in keys:
+                if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                    names.add(k.value)
+                elif isinstance(k, ast.JoinedStr) and isinstance(k.values[0], ast.Constant):
+                    prefixes.add(str(k.values[0].value))
+    assert found == {"train_arm", "_units"}, "distill.run no longer writes its row there"
+    assert {DISTILL.test_prefix, DISTILL.search_prefix} <= prefixes, prefixes
+    return (names | {DISTILL.test_prefix + m for m in metrics.METRIC_NAMES}
+            | {DISTILL.search_prefix + m for m in ORACLE_METRICS})
+
+
+def test_writers_use_the_layout() -> None:
+    """The stages write the columns salnas.layout declares (its tuples are theirs)."""
+    assert archive_mod.METRICS == ORACLE_METRICS
+    assert archive_mod.COLUMNS == layout.ARCHIVE_COLUMNS
+    assert tuple(hypervolume.HV_FIELDS) == layout.HV_COLUMNS
+    assert supernet_train.TRAIN_LOG_COLUMNS == layout.TRAIN_LOG_COLUMNS
+    assert distill_run.ARMS == layout.ARMS
+
+
+def test_every_column_the_report_reads_is_declared_and_written() -> None:
+    """Each column of analysis.load.COLUMNS_READ (and each prefix of PREFIXES_READ) is
+    declared in salnas.layout and written by its stage's writer: renaming a column in a
+    writer, or reading one no writer writes, fails here, naming it."""
+    names, prefixes = _declared()
+    written = {TRAIN_LOG_CSV: _train_log_written(), ARCHIVE_CSV: set(archive_mod.COLUMNS),
+               # search.run writes pareto.csv with the archive's columns
+               PARETO_CSV: set(archive_mod.COLUMNS), HV_CSV: set(hypervolume.HV_FIELDS),
+               RESULTS_CSV: _results_written()}
+    assert set(COLUMNS_READ) == set(written)
+    for file, columns in COLUMNS_READ.items():
+        for c in columns:
+            assert c in names or any(c == p + m for p in prefixes for m in ORACLE_METRICS), \
+                f"{file}: the report reads '{c}', which salnas.layout does not declare"
+            assert c in written[file], f"{file}: the report reads '{c}', no writer writes it"
+    for file, family in PREFIXES_READ.items():
+        for p in family:
+            assert p in prefixes, f"{file}: prefix '{p}' is not declared in salnas.layout"
+            assert any(c.startswith(p) for c in written[file]), \
+                f"{file}: the report reads '{p}*' columns, no writer writes one"
+
+
+def test_the_report_needs_no_other_column(tmp_path: Path) -> None:
+    """With only the columns the report declares it reads, every figure still draws."""
+    run_dir = make_fake_run(tmp_path, models=False)
+    for path in sorted(run_dir.rglob("*.csv")):
+        frame = pd.read_csv(path, dtype=str)
+        keep = [c for c in frame.columns if c in COLUMNS_READ[path.name]
+                or any(c.startswith(p) for p in PREFIXES_READ.get(path.name, ()))]
+        frame[keep].to_csv(path, index=False)
+    run = load_run(run_dir)
+    assert run.notes == {}, run.notes
+    page = build_report(run, tmp_path / "r.html", gallery=0)
+    assert page.problems == [] and page.n_figures == 13
+
+
+def test_format_number_rules() -> None:
+    cases = [(None, "–"), (float("nan"), "–"), (True, "yes"), (np.bool_(False), "no"),
+             (0, "0"), (7, "7"), (9999, "9999"), (12345, "12.3k"), (312_456, "312k"),
+             (999_600, "1M"), (2.61e7, "26.1M"), (np.int64(1_230_000_000), "1.23G"),
+             (0.712345, "0.7123"), (12.3456, "12.35"), (9999.7, "10k"), (1.234e-4, "1.23e-04"),
+             (-0.5, "-0.5"), (np.float32(0.25), "0.25"), ("abc", "abc")]
+    for value, text in cases:
+        assert format_number(value) == text, value
 
 
 # ---------------------------------------------------------------- loading
@@ -259,17 +376,18 @@ def test_report_tolerates_broken_and_renamed_files(tmp_path: Path) -> None:
     results = pd.read_csv(run_dir / "distill" / "results.csv")
     results.rename(columns={"test_CC": "test_cc_renamed"}).to_csv(
         run_dir / "distill" / "results.csv", index=False)
-    (run_dir / "train_log.csv").write_text("epoch,lr\n1,0.1\n")
+    (run_dir / "supernet" / "train_log.csv").write_text("epoch,lr\n1,0.1\n")
     meta = json.loads((search / "search.json").read_text())  # fields of unexpected shapes
     meta.update(objectives="CC", constraints=["flops"], hypervolume={"bounds": {"CC": 3}})
     (search / "search.json").write_text(json.dumps(meta))
     (run_dir / "baselines.json").write_text(json.dumps({"centre_bias": {"CC": "abc"},
                                                         "inter_observer": 5}))
-    (run_dir / "split.json").write_text("[1, 2]")
+    (run_dir / "supernet" / "split.json").write_text("[1, 2]")
     page = build_report(load_run(run_dir), tmp_path / "r.html")
     text = page.render()
     assert page.problems == [], page.problems
-    assert "lut.json could not be read" in text and "hv_history.csv could not be read" in text
+    assert "lut.json: not valid JSON" in text and "hv_history.csv could not be read" in text
+    assert "has no column test_CC" in text  # the renamed column is named
     assert "no retrained" not in text and page.n_figures >= 5  # the other metrics still plot
 
 
@@ -281,7 +399,7 @@ def test_saliency_gallery_skips_without_models_or_data(tmp_path: Path) -> None:
                                                         "spec: folder:/nonexistent/data")
     (run_dir / "config.yaml").write_text(cfg)
     assert "cannot be opened here" in gallery_html(load_run(run_dir))
-    (run_dir / "split.json").unlink()
+    (run_dir / "supernet" / "split.json").unlink()
     assert "split.json with train and test" in gallery_html(load_run(run_dir))
 
 
@@ -293,7 +411,7 @@ def test_compare_overlays_runs_and_warns_about_hypervolume(tmp_path: Path) -> No
                       models=False, stages=("supernet", "search"))
     out, page = write_compare([a, b], tmp_path / "cmp.html")
     text = out.read_text()
-    assert page.problems == [] and page.n_figures == len(ACCURACY) + 1
+    assert page.problems == [] and page.n_figures == len(ORACLE_METRICS) + 1
     assert html.escape("budget <a>") in text and "budget <a>" not in text
     assert html.escape("optuna & tpe") in text
     assert "not comparable" in text  # the two runs normalise their hypervolume differently
@@ -329,12 +447,12 @@ def test_report_moves_with_its_run_directory(report, tmp_path: Path) -> None:
 
 def test_loader_reads_what_the_stage_writers_write(tmp_path: Path) -> None:
     """Files written by the stages' own writers (not the fixture's) load with the right types;
-    the supernet's files may also sit in RUN_DIR/supernet/."""
-    archive_mod = pytest.importorskip("salnas.search.archive")
+    the supernet's files may also sit in RUN_DIR itself, with a legacy run.json."""
     run_dir = make_fake_run(tmp_path, models=False, stages=("supernet",))
-    (run_dir / "supernet").mkdir()
-    for name in ("train_log.csv", "run.json", "split.json"):
-        (run_dir / name).rename(run_dir / "supernet" / name)
+    for name in ("train_log.csv", "split.json"):
+        (run_dir / "supernet" / name).rename(run_dir / name)
+    (run_dir / "supernet" / "provenance.json").rename(run_dir / "run.json")  # the legacy name
+    shutil.rmtree(run_dir / "supernet")
     archive = archive_mod.Archive(run_dir / "search")
     base = {c: None for c in archive_mod.COLUMNS}
     archive.add({**base, "id": "1234e56789", "genome": '{"resolution": [64, 96]}', "CC": 0.5,
@@ -345,9 +463,34 @@ def test_loader_reads_what_the_stage_writers_write(tmp_path: Path) -> None:
                  "params": 20, "flops": 5000, "feasible": False, "scored": False,
                  "engine": "random", "generation": 1})
     run = load_run(run_dir)
-    assert not run.train_log.empty and "supernet" in run.provenance
+    assert not run.train_log.empty and run.split
+    assert not {"train_log", "train_log_columns", "split", "provenance"} & set(run.notes)
+    assert run.provenance["supernet"]["stage"] == "supernet" and not run.pipeline
     a = run.archive
     assert a[ARCHIVE.id].to_list() == ["1234e56789", "00000000a1"]  # text, not 1.234e+61
     assert a[ARCHIVE.feasible].to_list() == [True, False]
     assert a["CC"].iloc[0] == 0.5 and np.isnan(a["CC"].iloc[1])
     assert run.genes["resolution"].to_list() == [64.0, 96.0]
+
+
+def test_pipeline_record_and_legacy_provenance(tmp_path: Path) -> None:
+    """RUN/run.json is salnas run's record (stage status and cost), never the supernet's
+    provenance; supernet/provenance.json is, else a legacy supernet/run.json."""
+    run_dir = make_fake_run(tmp_path, models=False)
+    stages = {"supernet": {"status": "done", "wall_s": 500.0},
+              "search": {"status": "running", "wall_s": 60.0}}
+    (run_dir / "run.json").write_text(json.dumps({"command": "salnas run", "stage": "run",
+                                                  "git_commit": "abc", "stages": stages}))
+    run = load_run(run_dir)
+    assert run.pipeline["stages"] == stages and run.provenance["run"]["command"] == "salnas run"
+    assert run.provenance["supernet"]["stage"] == "supernet"
+    table = run.stages.set_index("stage")
+    assert table.loc["supernet", "wall_s"] == 500.0
+    assert table.loc["supernet", "source"].startswith("run.json")
+    assert table.loc["search", "status"] == "done"  # search.json's own "finished" wins
+    assert table.loc["distill", "status"] == "done"
+    (run_dir / "supernet" / "provenance.json").rename(run_dir / "supernet" / "run.json")
+    legacy = load_run(run_dir)
+    assert legacy.provenance["supernet"] == run.provenance["supernet"]
+    (run_dir / "supernet" / "run.json").unlink()
+    assert "supernet" not in load_run(run_dir).provenance  # the pipeline's record is not it
