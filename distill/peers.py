@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -176,8 +176,9 @@ class CSNet(nn.Module):
         self.lateral = nn.ModuleList(_conv_bn(c, decoder, 1) for c, _ in stages)
         self.fuse = nn.ModuleList(MultiScaleBlock(decoder, decoder, split=split())
                                   for _ in stages[:-1])
-        self.config = {"stages": [list(s) for s in stages], "stem": stem, "decoder": decoder,
-                       "splits": [list(b.split) for b in self.blocks()]}
+        self.config: dict[str, Any] = {
+            "stages": [list(s) for s in stages], "stem": stem, "decoder": decoder,
+            "splits": [list(b.split) for b in self.blocks()]}
         self.readout = nn.Conv2d(decoder, 1, 1)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
@@ -189,7 +190,9 @@ class CSNet(nn.Module):
 
     def blocks(self) -> list[MultiScaleBlock]:
         """Every multi-scale block: encoder stages in order, then the decoder's fuse blocks."""
-        return [b for stage in self.stages for b in stage] + list(self.fuse)  # type: ignore[misc]
+        out = [cast(MultiScaleBlock, b) for stage in self.stages
+               for b in cast(nn.Sequential, stage)]
+        return out + [cast(MultiScaleBlock, b) for b in self.fuse]
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
@@ -252,7 +255,9 @@ class DynamicWeightDecay:
     so each scale learns its own number of channels.
     """
 
-    def __init__(self, model: CSNet, strength: float) -> None:
+    def __init__(self, model: nn.Module, strength: float) -> None:
+        if not isinstance(model, CSNet):
+            raise TypeError(f"dynamic weight decay needs a CSNet, not {type(model).__name__}")
         self.model, self.strength = model, float(strength)
         self.features: dict[nn.BatchNorm2d, Tensor] = {}
         self.handles = [bn.register_forward_hook(self._record) for bn in branch_norms(model)]
@@ -277,7 +282,15 @@ class DynamicWeightDecay:
 
 def branch_norms(model: CSNet) -> list[nn.BatchNorm2d]:
     """The BatchNorm after each scale branch of each block (the channels DWD learns)."""
-    return [branch[1] for block in model.blocks() for branch in block.branches]  # type: ignore
+    return [_bn(branch) for block in model.blocks() for branch in block.branches]
+
+
+def _conv(layers: nn.Module) -> nn.Conv2d:
+    return cast(nn.Conv2d, cast(nn.Sequential, layers)[0])
+
+
+def _bn(layers: nn.Module) -> nn.BatchNorm2d:
+    return cast(nn.BatchNorm2d, cast(nn.Sequential, layers)[1])
 
 
 @torch.no_grad()
@@ -295,7 +308,7 @@ def prune_csnet(model: CSNet, threshold: float) -> CSNet:
     for block in model.blocks():
         per_branch = []
         for branch in block.branches:
-            gamma = branch[1].weight.abs()  # type: ignore[index]
+            gamma = _bn(branch).weight.abs()
             keep = torch.nonzero(gamma >= threshold * top).flatten()
             per_branch.append(keep if keep.numel() else gamma.argmax().reshape(1))
         keeps.append(per_branch)
@@ -316,8 +329,10 @@ def _unchanged_weights(old: CSNet, new: CSNet) -> dict[str, Tensor]:
 def _copy_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d, index: Tensor) -> None:
     new.weight.copy_(old.weight[index])
     new.bias.copy_(old.bias[index])
-    new.running_mean.copy_(old.running_mean[index])  # type: ignore[index,union-attr]
-    new.running_var.copy_(old.running_var[index])  # type: ignore[index,union-attr]
+    assert old.running_mean is not None and old.running_var is not None
+    assert new.running_mean is not None and new.running_var is not None
+    new.running_mean.copy_(old.running_mean[index])
+    new.running_var.copy_(old.running_var[index])
 
 
 def _prune_block(old: MultiScaleBlock, new: MultiScaleBlock, keeps: list[Tensor]) -> None:
@@ -327,17 +342,19 @@ def _prune_block(old: MultiScaleBlock, new: MultiScaleBlock, keeps: list[Tensor]
                            dtype=torch.long)
     if old.down is not None and new.down is not None:
         new.down.load_state_dict(old.down.state_dict())
-    new.expand[0].weight.copy_(old.expand[0].weight[kept])  # type: ignore[index]
-    _copy_bn(old.expand[1], new.expand[1], kept)  # type: ignore[arg-type]
+    _conv(new.expand).weight.copy_(_conv(old.expand).weight[kept])
+    _copy_bn(_bn(old.expand), _bn(new.expand), kept)
     for b_old, b_new, keep in zip(old.branches, new.branches, keeps, strict=True):
-        b_new[0].weight.copy_(b_old[0].weight[keep])  # type: ignore[index]
-        _copy_bn(b_old[1], b_new[1], keep)  # type: ignore[arg-type]
-    project_old, project_new = old.project[0], new.project[0]
-    project_new.weight.copy_(project_old.weight[:, kept])  # type: ignore[index]
-    _copy_bn(old.project[1], new.project[1], torch.arange(project_old.out_channels))  # type: ignore
+        _conv(b_new).weight.copy_(_conv(b_old).weight[keep])
+        _copy_bn(_bn(b_old), _bn(b_new), keep)
+    project_old, project_new = _conv(old.project), _conv(new.project)
+    project_new.weight.copy_(project_old.weight[:, kept])
+    _copy_bn(_bn(old.project), _bn(new.project), torch.arange(project_old.out_channels))
     if removed.numel():
         # The removed channels' constant output relu(beta) reaches the projection conv: fold
         # it into the projection BN's running mean (eval-mode arithmetic unchanged).
-        betas = torch.cat([b[1].bias for b in old.branches])  # type: ignore[index]
+        betas = torch.cat([_bn(b).bias for b in old.branches])
         constant = project_old.weight[:, removed, 0, 0] @ betas[removed].clamp_min(0)
-        new.project[1].running_mean.sub_(constant)  # type: ignore[union-attr]
+        mean = _bn(new.project).running_mean
+        assert mean is not None
+        mean.sub_(constant)
