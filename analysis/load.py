@@ -67,6 +67,7 @@ from salnas.layout import (
     Status,
 )
 from salnas.metrics import HIGHER_IS_BETTER
+from salnas.supernet.space import DECODER_OPS, GENOME_LIST_GENES, genome_list_gene
 
 __all__ = [
     "BASELINE_REFS",
@@ -109,11 +110,10 @@ PREFIXES_READ: Mapping[str, tuple[str, ...]] = {
     TRAIN_LOG_CSV: (TRAIN_LOG.loss_prefix,),
     RESULTS_CSV: (DISTILL.test_prefix, DISTILL.search_prefix),
 }
-# Genome JSON lists and the gene name of their i-th entry (others: ``key[i]``).
-GENE_NAMES = {"depths": "s{i}.depth", "kernels": "s{i}.kernel", "expands": "s{i}.expand",
-              "skips": "d{i}.skip", "ops": "d{i}.op", "widths": "d{i}.width"}
+# Genome JSON lists and the gene name of their i-th entry (others: ``key[i]``): the space's.
+GENE_NAMES = GENOME_LIST_GENES
 # Ordered categories (cheapest first) so a categorical gene's code means something.
-GENE_ORDER = {"op": ("dwsep3x3", "dwsep5x5", "conv3x3", "dynconv")}
+GENE_ORDER = {"op": DECODER_OPS}
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -458,7 +458,7 @@ def _load_distill(run: Run, layout: RunLayout) -> None:
 
 # ---------------------------------------------------------------- genes
 def _gene_name(key: str, i: int) -> str:
-    return GENE_NAMES.get(key, key + "[{i}]").format(i=i)
+    return genome_list_gene(key, i) or f"{key}[{i}]"
 
 
 def decode_genes(genomes: pd.Series) -> tuple[pd.DataFrame, dict[str, list[str]]]:

@@ -33,6 +33,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from tqdm.auto import tqdm
 from salnas.errors import SalnasError
 from salnas.io import provenance, write_json_atomic
 from salnas.supernet.model import Supernet
+from salnas.supernet.plan import LevelPlan, MBConvPlan, PlanPart, StemPlan
 from salnas.supernet.space import Genome, GenomeError, SearchSpace
 
 __all__ = [
@@ -280,55 +282,59 @@ def readout_key(resolution: Sequence[int], width: int, prior: bool) -> str:
     return f"readout@{_res(resolution)}/w{width}/prior{int(prior)}"
 
 
+def part_key(resolution: Sequence[int], part: PlanPart) -> str:
+    """The table entry of one part of a :class:`~salnas.supernet.plan.BlockPlan`."""
+    if isinstance(part, StemPlan):
+        return stem_key(resolution)
+    if isinstance(part, MBConvPlan):
+        return block_key(resolution, part.stage, part.first, part.kernel, part.expand)
+    if isinstance(part, LevelPlan):
+        return level_key(resolution, part.level, part.op, part.width, part.use_skip,
+                         part.prev_channels)
+    return readout_key(resolution, part.cin, part.prior)
+
+
 def genome_entry_keys(genome: Genome) -> list[str]:
     """The table entries whose sum is the (uncorrected) latency of ``genome``."""
-    r, space = genome.resolution, genome.space
-    keys = [stem_key(r)]
-    for i, (ks, es) in enumerate(zip(genome.kernels, genome.expands, strict=True)):
-        keys += [block_key(r, i, j == 0, k, e) for j, (k, e) in enumerate(zip(ks, es,
-                                                                              strict=True))]
-    prev = space.stages[-1].channels
-    for lvl, (op, w, skip) in enumerate(zip(genome.ops, genome.widths, genome.skips,
-                                            strict=True)):
-        keys.append(level_key(r, lvl, op, w, skip, prev))
-        prev = w
-    keys.append(readout_key(r, prev, genome.centre_bias))
-    return keys
+    plan = genome.space.plan(genome)
+    return [part_key(plan.resolution, p) for p in plan.parts()]
 
 
-def _feature_sizes(space: SearchSpace, resolution: tuple[int, int]) -> list[tuple[int, int]]:
-    """Spatial size after the stem, then after each stage ("SAME" padding: ceil(size/stride))."""
-    h, w = math.ceil(resolution[0] / 2), math.ceil(resolution[1] / 2)
-    sizes = [(h, w)]
-    for s in space.stages:
-        h, w = math.ceil(h / s.stride), math.ceil(w / s.stride)
-        sizes.append((h, w))
-    return sizes
+def _components(space: SearchSpace) -> Iterator[tuple[str, tuple[int, int], PlanPart]]:
+    """Every entry of the space's table: (key, resolution, the plan part it times).
 
-
-def _components(space: SearchSpace) -> Iterator[tuple[str, str, tuple[int, int], tuple]]:
-    """Every entry of the space's table: (key, kind, resolution, kind-specific parameters)."""
+    Parts come from the max plan at each resolution (which has every block, so every
+    channel count and feature size), with the searched choices swapped in. Blocks after a
+    stage's second have the second's shapes, so they share its ``rest`` entry.
+    """
     priors = (False, True) if space.prior_channels > 0 else (False,)
     for r in space.resolutions:
-        yield stem_key(r), "stem", r, ()
-        for i, s in enumerate(space.stages):
-            ks, es = space.block_choices(s)
-            for first in (True, False) if max(space.depth_choices[i]) > 1 else (True,):
-                for k in ks:
-                    for e in es:
-                        yield block_key(r, i, first, k, e), "block", r, (i, first, k, e)
-        prevs: tuple[int, ...] = (space.stages[-1].channels,)
-        for lvl, widths in enumerate(space.decoder_widths):
+        plan = space.max_plan(r)
+        yield stem_key(r), r, plan.stem
+        for b in plan.blocks:
+            if b.index > 1:
+                continue
+            ks, es = space.block_choices(space.stages[b.stage])
+            for k in ks:
+                for e in es:
+                    block = replace(b, kernel=k, expand=e, hidden=b.cin * e)
+                    yield part_key(r, block), r, block
+        prevs: tuple[int, ...] = (plan.stage_channels[-1],)
+        for lv in plan.levels:
+            widths = space.decoder_widths[lv.level]
             for op in space.decoder_ops:
                 for w in widths:
                     for skip in (False, True):
                         for prev in prevs:
-                            yield (level_key(r, lvl, op, w, skip, prev), "level", r,
-                                   (lvl, op, w, skip, prev))
+                            level = replace(lv, op=op, width=w, use_skip=skip,
+                                            prev_channels=prev)
+                            yield part_key(r, level), r, level
             prevs = widths
         for w in prevs:
             for prior in priors:
-                yield readout_key(r, w, prior), "readout", r, (w, prior)
+                readout = replace(plan.readout, cin=w, prior=prior,
+                                  prior_channels=space.prior_channels if prior else 0)
+                yield part_key(r, readout), r, readout
 
 
 def entry_keys(space: SearchSpace) -> list[str]:
@@ -336,16 +342,16 @@ def entry_keys(space: SearchSpace) -> list[str]:
     return [c[0] for c in _components(space)]
 
 
-def _component_benches(net: Supernet, dev: torch.device) -> tuple[list[str], list[Callable]]:
+def _component_benches(net: Supernet,
+                       dev: torch.device) -> tuple[list[str], list[Callable[[], object]]]:
     """A zero-argument callable per entry: the exported plain module on an input of its size.
 
     Modules do not depend on the resolution, so each is exported once and shared.
     """
-    space = net.space
-    modules: dict[tuple, nn.Module] = {}
+    modules: dict[tuple[Any, ...], nn.Module] = {}
     inputs: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def module(key: tuple, make: Callable[[], nn.Module]) -> nn.Module:
+    def module(key: tuple[Any, ...], make: Callable[[], nn.Module]) -> nn.Module:
         if key not in modules:
             modules[key] = make().to(dev).eval()
         return modules[key]
@@ -359,33 +365,32 @@ def _component_benches(net: Supernet, dev: torch.device) -> tuple[list[str], lis
         m.set_active(*active)
         return m.export()
 
+    def normalised(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return m((x - mean) / std)
+
     stem = module(("stem",), lambda: copy.deepcopy(net.encoder.stem))
     mean, std = net.mean.to(dev), net.std.to(dev)
-    keys, benches = [], []
-    for key, kind, r, params in _components(space):
-        sizes = _feature_sizes(space, r)
-        if kind == "stem":
-            x = tensor(1, 3, *r)
-            fn = partial(lambda m, x: m((x - mean) / std), stem, x)
-        elif kind == "block":
-            i, first, k, e = params
-            block = net.encoder.stages[i][0 if first else 1]
-            m = module(("block", i, first, k, e), partial(export, block, k, e))
-            cin = (space.stem if i == 0 else space.stages[i - 1].channels) if first else \
-                space.stages[i].channels
-            fn = partial(m, tensor(1, cin, *sizes[i if first else i + 1]))
-        elif kind == "level":
-            lvl, op, w, skip, prev = params
-            m = module(("level", *params),
-                       partial(export, net.decoder[lvl], op, w, skip, prev))
-            s = space.skip_stages[lvl]
-            prev_size = sizes[-1] if lvl == 0 else sizes[space.skip_stages[lvl - 1] + 1]
-            fn = partial(m, tensor(1, prev, *prev_size),
-                         tensor(1, space.stages[s].channels, *sizes[s + 1]))
+    keys: list[str] = []
+    benches: list[Callable[[], object]] = []
+    for key, r, part in _components(net.space):
+        fn: Callable[[], object]
+        if isinstance(part, StemPlan):
+            fn = partial(normalised, stem, tensor(1, part.cin, *part.in_size))
+        elif isinstance(part, MBConvPlan):
+            args: tuple[Any, ...] = (part.kernel, part.expand)
+            m = module(("block", part.stage, part.first, *args),
+                       partial(export, net.block(part), *args))
+            fn = partial(m, tensor(1, part.cin, *part.in_size))
+        elif isinstance(part, LevelPlan):
+            args = (part.op, part.width, part.use_skip, part.prev_channels)
+            m = module(("level", part.level, *args),
+                       partial(export, net.level(part.level), *args))
+            fn = partial(m, tensor(1, part.prev_channels, *part.prev_size),
+                         tensor(1, part.skip_channels, *part.size))
         else:
-            w, prior = params
-            m = module(("readout", w, prior), partial(export, net.readout, prior, w))
-            fn = partial(m, tensor(1, w, *sizes[space.skip_stages[-1] + 1]), tuple(r))
+            m = module(("readout", part.cin, part.prior),
+                       partial(export, net.readout, part.prior, part.cin))
+            fn = partial(m, tensor(1, part.cin, *part.in_size), tuple(r))
         keys.append(key)
         benches.append(fn)
     return keys, benches
@@ -540,7 +545,7 @@ def _fields(g: Genome) -> dict[str, Any]:
 def _subnet_benches(net: Supernet, genomes: Sequence[Genome],
                     dev: torch.device) -> list[Callable[[], object]]:
     """Whole standalone subnets (extracted, eval mode) on one image each."""
-    benches = []
+    benches: list[Callable[[], object]] = []
     for i, g in enumerate(genomes):
         model = net.extract(g).to(dev).eval()
         benches.append(partial(model, _input((1, 3, *g.resolution), dev, seed=i)))
@@ -548,7 +553,7 @@ def _subnet_benches(net: Supernet, genomes: Sequence[Genome],
 
 
 def validation_report(table: LatencyTable, genomes: Sequence[Genome],
-                      measured: Sequence[float]) -> dict[str, Any]:
+                      measured: Sequence[float] | np.ndarray) -> dict[str, Any]:
     """Predicted vs measured latency of ``genomes``.
 
     Keys: ``n``, ``rmse_pct`` (root mean square of the relative error, %),

@@ -52,7 +52,7 @@ def count_params_flops(model: nn.Module, resolution: tuple[int, int]) -> tuple[i
     model.eval()
     try:
         with torch.no_grad():
-            analysis = flop_analysis(model, tuple(resolution))
+            analysis = flop_analysis(model, (int(resolution[0]), int(resolution[1])))
             flops = int(analysis.total())
             unsupported = analysis.unsupported_ops()
     finally:

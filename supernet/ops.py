@@ -115,8 +115,9 @@ class ElasticConv2d(nn.Conv2d):
         conv = plain_conv(cin, cout, self.active_k, self.stride[0],
                           groups=cin if self.depthwise else 1, bias=self.bias is not None)
         conv.weight.copy_(w)
-        if conv.bias is not None:
-            conv.bias.copy_(self.active_bias())
+        bias = self.active_bias()
+        if conv.bias is not None and bias is not None:
+            conv.bias.copy_(bias)
         return conv
 
 
@@ -125,6 +126,11 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
 
     ``momentum=None`` gives the cumulative average (as in ``nn.BatchNorm2d``).
     """
+
+    # Always tracked here (torch types them Optional for track_running_stats=False).
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
 
     def __init__(self, channels: int, eps: float = BN_EPS, momentum: float | None = 0.1) -> None:
         super().__init__(channels, eps=eps, momentum=momentum)
@@ -149,7 +155,8 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
                             momentum=self.momentum)
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(bn, name).copy_(getattr(self, name)[a])
-        bn.num_batches_tracked.copy_(self.num_batches_tracked)
+        if bn.num_batches_tracked is not None:  # always: a default BatchNorm2d tracks stats
+            bn.num_batches_tracked.copy_(self.num_batches_tracked)
         return bn
 
 
@@ -225,6 +232,9 @@ def anneal_temperature(epoch: float, start: float = 30.0, epochs: float = 10.0) 
 class MBConv(nn.Module):
     """Inverted residual block (Lite: ReLU6, no SE): [1x1 expand] -> dw kxk -> 1x1 project."""
 
+    expand_conv: nn.Module | None
+    bn0: nn.Module | None
+
     def __init__(self, expand_conv: nn.Module | None, bn0: nn.Module | None, dw_conv: nn.Module,
                  bn1: nn.Module, project_conv: nn.Module, bn2: nn.Module, residual: bool) -> None:
         super().__init__()
@@ -233,7 +243,7 @@ class MBConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = x
-        if self.expand_conv is not None:
+        if self.expand_conv is not None and self.bn0 is not None:  # both or neither
             h = F.relu6(self.bn0(self.expand_conv(h)))
         h = F.relu6(self.bn1(self.dw_conv(h)))
         h = self.bn2(self.project_conv(h))
@@ -242,6 +252,13 @@ class MBConv(nn.Module):
 
 class ElasticMBConv(MBConv):
     """MBConv with elastic kernel size and expand ratio (hidden channels sorted by importance)."""
+
+    expand_conv: ElasticConv2d | None
+    bn0: ElasticBatchNorm2d | None
+    dw_conv: ElasticConv2d
+    bn1: ElasticBatchNorm2d
+    project_conv: ElasticConv2d
+    bn2: ElasticBatchNorm2d
 
     def __init__(self, cin: int, cout: int, stride: int, kernels: tuple[int, ...],
                  expands: tuple[int, ...], kernel_transform: bool = False) -> None:
@@ -262,7 +279,7 @@ class ElasticMBConv(MBConv):
     def set_active(self, kernel: int, expand: int) -> None:
         """Run with kernel size ``kernel`` and ``cin * expand`` hidden channels."""
         hid = self.cin * expand
-        if self.expand_conv is not None:
+        if self.expand_conv is not None and self.bn0 is not None:
             self.expand_conv.active_out = hid
             self.bn0.active = slice(0, hid)
         self.dw_conv.active_k, self.dw_conv.active_in = kernel, slice(0, hid)
@@ -276,7 +293,7 @@ class ElasticMBConv(MBConv):
         Expand conv, BN0 (params and stats), depthwise conv, BN1 and the project conv's inputs
         are permuted together, so the block's max configuration computes the same function.
         """
-        if self.expand_conv is None:
+        if self.expand_conv is None or self.bn0 is None:
             return
         perm = torch.argsort(self.expand_conv.weight.abs().sum((1, 2, 3)), descending=True)
         self.expand_conv.weight.copy_(self.expand_conv.weight[perm])

@@ -8,12 +8,16 @@ BN epsilon 1e-3). Nothing is downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ops import BN_EPS
+
+if TYPE_CHECKING:
+    from .model import Supernet
 
 __all__ = ["imagenet_classifier", "lite0_key_map", "lite0_state_dict", "load_lite0_encoder"]
 
@@ -55,7 +59,7 @@ def lite0_key_map(stage_repeats: list[int], expands: list[int]) -> dict[str, str
 
 
 @torch.no_grad()
-def load_lite0_encoder(model: nn.Module, state_dict: dict[str, Tensor] | None = None) -> None:
+def load_lite0_encoder(model: Supernet, state_dict: dict[str, Tensor] | None = None) -> None:
     """Copy the Lite0 stem and blocks into ``model`` (a :class:`~supernet.model.Supernet`).
 
     Smaller pretrained kernels go into the centre of larger ones (zeros around), so the max
@@ -82,9 +86,9 @@ def load_lite0_encoder(model: nn.Module, state_dict: dict[str, Tensor] | None = 
 def imagenet_classifier(state_dict: dict[str, Tensor] | None = None) -> nn.Sequential:
     """Lite0's ImageNet head (1x1 conv 320->1280, BN, ReLU6, pool, FC 1000), pretrained."""
     sd = state_dict if state_dict is not None else lite0_state_dict()
-    head = nn.Sequential(nn.Conv2d(320, 1280, 1, bias=False), nn.BatchNorm2d(1280, eps=BN_EPS),
-                         nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000))
-    head[0].weight.data.copy_(sd["_conv_head.weight"])
-    head[1].load_state_dict({p: sd[f"_bn1.{p}"] for p in _BN})
-    head[5].load_state_dict({"weight": sd["_fc.weight"], "bias": sd["_fc.bias"]})
-    return head.eval()
+    conv, bn, fc = (nn.Conv2d(320, 1280, 1, bias=False), nn.BatchNorm2d(1280, eps=BN_EPS),
+                    nn.Linear(1280, 1000))
+    conv.weight.data.copy_(sd["_conv_head.weight"])
+    bn.load_state_dict({p: sd[f"_bn1.{p}"] for p in _BN})
+    fc.load_state_dict({"weight": sd["_fc.weight"], "bias": sd["_fc.bias"]})
+    return nn.Sequential(conv, bn, nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc).eval()

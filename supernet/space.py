@@ -18,6 +18,10 @@ Genomes are encoded as flat integer vectors: gene ``i`` is an index into ``space
 not part of the vector. Genes of blocks beyond a stage's active depth do not change the network:
 a :class:`Genome` stores only active blocks, so equivalent vectors decode to equal genomes (and
 ids), and :meth:`Genome.to_vector` writes 0 for inactive genes (the canonical vector).
+
+:meth:`SearchSpace.plan` decodes a genome once into its resolved blocks (channels, strides,
+ops, feature sizes; :mod:`salnas.supernet.plan`), which the supernet, extracted networks and
+the latency table consume.
 """
 
 from __future__ import annotations
@@ -33,16 +37,25 @@ from typing import Any
 
 import numpy as np
 
+from .plan import BlockPlan, LevelPlan, MBConvPlan, ReadoutPlan, StemPlan, build_plan
+
 __all__ = [
     "DECODER_OPS",
     "DEFAULT_CONFIG",
+    "GENOME_LIST_GENES",
+    "BlockPlan",
     "Gene",
     "Genome",
     "GenomeError",
+    "LevelPlan",
+    "MBConvPlan",
+    "ReadoutPlan",
     "SearchSpace",
     "Stage",
+    "StemPlan",
     "bounds",
     "default_space",
+    "genome_list_gene",
     "max_genome",
     "min_genome",
     "random_genome",
@@ -77,6 +90,20 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # Learned centre-bias prior maps fed to the read-out when the centre_bias gene is on.
     "prior_channels": 8,
 }
+
+# Lists of the genome JSON (Genome.to_dict) -> the gene their i-th entry holds; ``kernels`` and
+# ``expands`` hold stage i's per-block lists (genes ``s{i}.b{j}.kernel``), named as a group.
+GENOME_LIST_GENES: dict[str, str] = {
+    "depths": "s{i}.depth", "kernels": "s{i}.kernel", "expands": "s{i}.expand",
+    "skips": "d{i}.skip", "ops": "d{i}.op", "widths": "d{i}.width",
+}
+
+
+def genome_list_gene(key: str, i: int) -> str | None:
+    """Gene name of entry ``i`` of the genome JSON list ``key`` (None: not such a list)."""
+    template = GENOME_LIST_GENES.get(key)
+    return None if template is None else template.format(i=i)
+
 
 _STAGE_RE = re.compile(r"^e(\d+)_k(\d+)_s(\d+)_c(\d+)_r(\d+)$")
 
@@ -183,7 +210,7 @@ class Genome:
         keys = set(cls.__dataclass_fields__) - {"space"}
         if set(data) != keys:
             raise GenomeError(f"genome JSON keys {sorted(data)} != expected {sorted(keys)}")
-        return cls(**data, space=space)
+        return cls(**data, space=space or default_space())
 
     @property
     def id(self) -> str:
@@ -293,6 +320,20 @@ class SearchSpace:
     def stride(self) -> int:
         """Total encoder stride (stem 2 times the stage strides)."""
         return 2 * math.prod(s.stride for s in self.stages)
+
+    # --- the resolved architecture -----------------------------------------------------------
+    def plan(self, genome: Genome) -> BlockPlan:
+        """``genome`` decoded into its blocks: channels, strides, ops and feature sizes (at the
+        genome's resolution) of stem, active MBConv blocks, decoder levels and read-out."""
+        return build_plan(self, genome)
+
+    def max_plan(self, resolution: tuple[int, int] | None = None) -> BlockPlan:
+        """Plan of the max genome (every block, max channels and widths: the supernet's
+        shapes) at ``resolution``, one of the space's (default: the max genome's)."""
+        genome = self.max_genome()
+        if resolution is not None and tuple(resolution) != genome.resolution:
+            genome = Genome(**{**_fields(genome), "resolution": tuple(resolution)}, space=self)
+        return build_plan(self, genome)
 
     # --- genes -----------------------------------------------------------------------------
     def block_choices(self, stage: Stage) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -67,7 +67,8 @@ def verify_extraction(
         supernet.set_active(genome)
         a = supernet.eval()(images)
     finally:
-        supernet.set_active(previous)
+        if previous is not None:  # a supernet always has one; Genome | None only by type
+            supernet.set_active(previous)
         supernet.train(was_training)
     b = subnet.eval()(images)
     diff = relative_difference(a, b)
