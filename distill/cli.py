@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageFiles", "distill_cmd", "predict_cmd"]
 
-out = Console()
+out = Console(markup=False, emoji=False, highlight=False)  # user text as it is
 
 
 def distill_cmd(
@@ -60,9 +60,16 @@ def distill_cmd(
     no_peers: Annotated[
         bool, typer.Option("--no-peers", help="skip the max-subnet and CSNet peers")
     ] = False,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE",
+                     help="override a config setting by its dotted key (typed by the schema); "
+                     "repeatable, e.g. --set distill.epochs=2"),
+    ] = None,
 ) -> None:
     """Train Pareto architectures standalone: Self-KD and baseline arms, peers, energy, export."""
-    from salnas.config import load_config
+    from salnas.config import load_config, parse_set_options
+    from salnas.io import progress_enabled
 
     from .run import run_distill
     from .summary import kd_summary
@@ -79,8 +86,9 @@ def distill_cmd(
         overrides["distill.epochs"] = epochs
     if no_peers:
         overrides["distill.peers"] = False
-    cfg = load_config(config, overrides)
-    results = run_distill(cfg, search, out_dir, data_spec=data, supernet=supernet)
+    cfg = load_config(config, {**overrides, **parse_set_options(sets)})
+    results = run_distill(cfg, search, out_dir, data_spec=data, supernet=supernet,
+                          progress=progress_enabled())
     if results.empty:
         out.print(f"no finished architecture in {out_dir}")
         return
@@ -274,16 +282,30 @@ def _dataset_stems(
 ) -> tuple[Any, list[str]]:
     from salnas.datasets import open_source, resolve_split, split_stems
     from salnas.distill.export import model_data_settings
+    from salnas.errors import DatasetError
 
     source = open_source(data)
     stems = source.stems()
+    if split == "all":  # no split to cut
+        return source, stems
     settings = {} if split_file is not None else (model_data_settings(model_path) or {})
-    parts = resolve_split(
-        stems,
-        source.default_split,
-        split_file,
-        int(settings.get("split_seed", 0)),
-        settings.get("val"),
-        settings.get("test"),
-    )
+    try:
+        parts = resolve_split(
+            stems,
+            source.default_split,
+            split_file,
+            int(settings.get("split_seed", 0)),
+            settings.get("val"),
+            settings.get("test"),
+        )
+    except DatasetError as e:
+        if split_file is not None:
+            raise
+        val, test = settings.get("val"), settings.get("test")
+        cut = f"val {val}, test {test}" if (val, test) != (None, None) else "the default split"
+        raise DatasetError(
+            f"{source.spec} ({len(stems)} images) is too small for the split the model was "
+            f"trained with ({cut}): use --split all to predict every image, or --split-file "
+            "with a split.json of this dataset"
+        ) from e
     return source, split_stems(parts, stems, split)

@@ -60,6 +60,12 @@ def _describe_os_error(e: OSError) -> str:
     return reasons.get(e.errno or -1, e.strerror or str(e))
 
 
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: the path it concerns and the reason in words."""
+    where = e.filename if e.filename is not None else ""
+    return f"{where}: {_describe_os_error(e)}" if where else _describe_os_error(e)
+
+
 def write_error(path: str | os.PathLike[str], e: OSError) -> OutputError:
     """The one-line error of a failed write of ``path`` (earlier files are left as they were)."""
     return OutputError(f"cannot write {path}: {_describe_os_error(e)} (earlier files are intact)",

@@ -12,8 +12,11 @@ import torch
 from torch import nn
 
 from salnas import metrics
+from salnas.config import LOSS_TERMS
+from salnas.errors import SalnasError
 
-LOSS_TERMS = ("kld", "cc", "nss", "sim")
+__all__ = ["DEFAULT_WEIGHTS", "LOSS_TERMS", "NonFiniteError", "SaliencyLoss", "logits_to_density",
+           "loss_terms", "non_finite_loss"]
 DEFAULT_WEIGHTS: dict[str, float] = {"kld": 1.0, "cc": 1.0, "nss": 0.1}
 
 
@@ -64,8 +67,31 @@ class SaliencyLoss(nn.Module):
     def forward(
         self, logits: torch.Tensor, density: torch.Tensor, fixmap: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteError("the model's output holds NaN/inf")
         parts = loss_terms(logits, density, fixmap, self.active)
         total = sum(
             (self.weights[k] * v for k, v in parts.items()), torch.zeros((), device=logits.device)
         )
+        if not bool(torch.isfinite(total)):
+            raise NonFiniteError(f"the training loss is {float(total)}")
         return total, {k: v.detach() for k, v in parts.items()}
+
+
+class NonFiniteError(SalnasError):
+    """NaN or inf met while training (model output or loss); the trainer adds where and why."""
+
+
+def non_finite_loss(model: nn.Module, where: str, section: str, lr: float, what: str,
+                    first_step: bool = False) -> SalnasError:
+    """The error that stops a training at the step where ``what`` (the loss, the output, the
+    weights) became NaN or inf, naming the cause: starting weights that hold NaN/inf, else a
+    learning rate ``section.lr`` that is too high."""
+    bad = next((n for n, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad is not None and first_step:
+        cause = (f"the starting weights hold NaN/inf (e.g. {bad}): the checkpoint or model it "
+                 "started from is damaged")
+    else:
+        cause = (f"{section}.lr = {lr:g} is too high for this model (lower it, or set "
+                 f"{section}.grad_clip)")
+    return SalnasError(f"{where}: {what}, so training stopped here: {cause}")

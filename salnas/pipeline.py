@@ -6,6 +6,7 @@
     RUN/distill/    salnas distill          (per architecture and arm, resumes)
     RUN/report.html salnas report
     RUN/run.json    provenance and, per stage, status and wall time
+    RUN/run.log     the pipeline's log lines, timestamped, appended by every run
 
 The pipeline is the application layer: it chains :class:`~salnas.stage.StageRunner`
 objects and knows none of their internals. Each stage skips what its outputs show as done,
@@ -18,6 +19,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,14 @@ from salnas.analysis.stage import ReportStage
 from salnas.baselines import BaselinesStage
 from salnas.config import Config, dump_config, load_config
 from salnas.distill.stage import DistillStage
-from salnas.io import provenance, read_json, write_json_atomic, write_text_atomic
+from salnas.io import (
+    provenance,
+    read_json,
+    remove_stale_tmp,
+    write_error,
+    write_json_atomic,
+    write_text_atomic,
+)
 from salnas.layout import RunLayout, Status, check_fingerprint
 from salnas.search.stage import SearchStage
 from salnas.stage import StageRunner
@@ -34,6 +43,22 @@ from salnas.supernet.stage import SupernetStage
 __all__ = ["STAGES", "run_pipeline", "stage_runners"]
 
 STAGES = ("supernet", "baselines", "search", "distill", "report")
+RUN_LOG = "run.log"
+
+
+def file_log(path: Path, echo: Callable[[str], None]) -> Callable[[str], None]:
+    """A log that calls ``echo`` and appends each line, timestamped, to ``path``."""
+
+    def log(message: str) -> None:
+        echo(message)
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
+                         f"{message}\n")
+        except OSError as e:
+            raise write_error(path, e) from e
+
+    return log
 
 
 def stage_runners(config: Config, layout: RunLayout, progress: bool = True) -> list[StageRunner]:
@@ -45,9 +70,14 @@ def stage_runners(config: Config, layout: RunLayout, progress: bool = True) -> l
 def run_pipeline(
     config: Config, run_dir: Path, progress: bool = True, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Run or resume every stage; returns the ``stages`` record written to RUN/run.json."""
+    """Run or resume every stage; returns the ``stages`` record written to RUN/run.json.
+
+    Every ``log`` line also goes to RUN/run.log (with the reason when a stage fails).
+    """
     layout = RunLayout(Path(run_dir))
     layout.root.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(layout.root, min_age_s=0)  # orphans of a kill mid-write (one writer)
+    log = file_log(layout.root / RUN_LOG, log)
     # Compared as resolved configs, so a setting added (with its default) by a newer salnas
     # does not block resuming a run started before it.
     if layout.config.is_file():
@@ -71,7 +101,11 @@ def run_pipeline(
         stages[name] = {"status": Status.RUNNING.value}
         save(Status.RUNNING)
         start = time.perf_counter()
-        runner.run()
+        try:
+            runner.run()
+        except BaseException as e:
+            log(f"[{name}] failed: {' '.join(str(e).split()) or type(e).__name__}")
+            raise
         digest = hashlib.sha1(json.dumps(runner.fingerprint(), sort_keys=True,
                                          default=str).encode()).hexdigest()[:12]
         stages[name] = {"status": Status.DONE.value, "wall_s": time.perf_counter() - start,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,12 @@ from salnas.errors import SalnasError
 from salnas.io import atomic_open
 
 PREDICTION_SUFFIXES = (".npy", ".png")
+
+
+def predicted_stems(folder: Path, stems: Sequence[str]) -> list[str]:
+    """The ``stems`` that have a prediction file in ``folder`` (either suffix)."""
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    return [s for s in stems if any(f"{s}{x}" in names for x in PREDICTION_SUFFIXES)]
 
 
 def find_prediction(folder: Path, stem: str) -> Path:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from salnas.errors import SalnasError
+from salnas.io import write_error
 from salnas.layout import ARCHIVE_COLUMNS, ARCHIVE_CSV, ORACLE_METRICS, VOLATILE_COLUMNS
 
 __all__ = [
@@ -80,11 +81,20 @@ def format_value(column: str, value: Any) -> str:
 
 
 def parse_value(column: str, text: str) -> Any:
+    """One field of ``archive.csv``; an empty number is missing (NaN / None). A non-finite
+    number (``nan``, ``inf``, which no writer produces) or a malformed one is a ``ValueError``."""
     if column in _FLOAT:
-        return float(text) if text else math.nan
+        if not text:
+            return math.nan
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
+        return value
     if column in _INT:
         return int(text) if text else None
     if column in _BOOL:
+        if text not in ("true", "false", ""):  # empty: a record without the flag
+            raise ValueError(f"{text!r} is neither true nor false")
         return text == "true"
     return text
 
@@ -101,6 +111,7 @@ class Archive:
         self._rows: dict[str, dict[str, Any]] = {}
         self._order: list[str] = []
         self._offset = 0
+        self._lines = 0  # complete lines read so far (the header is line 1)
         self._header = ",".join(COLUMNS) + "\n"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.claims.mkdir(exist_ok=True)
@@ -117,19 +128,36 @@ class Archive:
         end = data.rfind(b"\n") + 1  # complete lines only; a torn tail is not a row
         if end == 0:
             return
-        text = data[:end].decode("utf-8")
+        try:
+            text = data[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise SalnasError(f"{self.path}: not UTF-8 text; the archive was damaged or "
+                              "replaced") from None
+        if b"\r\n" in data[:end]:
+            raise SalnasError(
+                f"{self.path} has Windows (CRLF) line endings, so salnas cannot append to it; "
+                "convert it back to LF endings (e.g. `dos2unix`) or search into a new --out")
         if self._offset == 0:
             header, _, text = text.partition("\n")
+            self._lines = 1
             if header + "\n" != self._header:
                 raise SalnasError(
                     f"{self.path} has the columns {header.strip()!r}, not those of this salnas "
                     f"version ({','.join(COLUMNS)}); search into a new --out directory"
                 )
         for values in csv.reader(io.StringIO(text)):
+            self._lines += 1
             if len(values) != len(COLUMNS):
-                raise SalnasError(f"{self.path}: a row has {len(values)} fields, not "
-                                  f"{len(COLUMNS)}; the archive was edited by hand?")
-            row = {c: parse_value(c, v) for c, v in zip(COLUMNS, values, strict=True)}
+                raise SalnasError(f"{self.path}: line {self._lines} has {len(values)} fields, "
+                                  f"not {len(COLUMNS)}; the archive was edited by hand?")
+            row = {}
+            for column, value in zip(COLUMNS, values, strict=True):
+                try:
+                    row[column] = parse_value(column, value)
+                except ValueError as e:
+                    raise SalnasError(
+                        f"{self.path}: line {self._lines}, column {column}: {e}; the archive "
+                        "was edited by hand? Fix or delete that row to resume") from None
             if row["id"] not in self._rows:
                 self._order.append(row["id"])
             self._rows.setdefault(row["id"], row)
@@ -184,6 +212,12 @@ class Archive:
             [format_value(c, record.get(c)) for c in COLUMNS]
         )
         line = buf.getvalue()
+        try:
+            self._write_line(line)
+        except OSError as e:  # disk full: the acknowledged rows stay, a torn tail is cut later
+            raise write_error(self.path, e) from e
+
+    def _write_line(self, line: str) -> None:
         with open(self.path, "ab+") as fh:  # append mode: writes go to the end
             size = fh.seek(0, os.SEEK_END)
             if size:

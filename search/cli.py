@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from salnas.config import load_config
+from salnas.config import load_config, parse_set_options
 
 __all__ = ["search_cmd"]
 
@@ -33,11 +33,22 @@ def search_cmd(
         str | None, typer.Option("--study-name", help="override search.study_name")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="override seed")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE",
+                     help="override a config setting by its dotted key (typed by the schema); "
+                     "repeatable, e.g. --set search.population=32"),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress",
+                     help="progress bar (default: on when stderr is a terminal)"),
+    ] = None,
 ) -> None:
     """Multi-objective architecture search on a trained supernet (resumable, distributable)."""
     from rich.console import Console
 
+    from salnas.io import ensure_dir, progress_enabled
     from salnas.search.run import run_search
 
     overrides: dict[str, Any] = {}
@@ -45,8 +56,10 @@ def search_cmd(
                        ("search.study_name", study_name), ("seed", seed)):
         if value is not None:
             overrides[key] = value
-    summary = run_search(load_config(config, overrides), supernet, out_dir, progress=progress)
-    Console(soft_wrap=True, highlight=False).print(
+    cfg = load_config(config, {**overrides, **parse_set_options(sets)})
+    ensure_dir(out_dir)
+    summary = run_search(cfg, supernet, out_dir, progress=progress_enabled(progress))
+    Console(soft_wrap=True, highlight=False, markup=False, emoji=False).print(
         f"search: {summary['archive_size']} architectures in the archive "
         f"({summary['feasible']} feasible), {summary['pareto_size']} on the Pareto front, "
         f"hypervolume {summary['hypervolume']:.4f} -> {out_dir}; this process: "

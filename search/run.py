@@ -24,6 +24,7 @@ from salnas.io import (
     file_sha1,
     provenance,
     read_json,
+    remove_stale_tmp,
     write_json_atomic,
     write_text_atomic,
 )
@@ -89,6 +90,8 @@ class SearchRun:
                    if self.objectives.needs_latency or cfg.latency.record else None)
         self.fingerprint = fingerprint(config, file_sha1(supernet))
         self._check_resumable()
+        # Orphans of a killed worker's atomic writes (other workers' writes in flight stay).
+        remove_stale_tmp(self.out_dir)
         self._threads = torch.get_num_threads()  # restored when run() ends
         if cfg.threads:
             torch.set_num_threads(cfg.threads)

@@ -12,7 +12,7 @@ from rich.table import Table
 app = typer.Typer(
     help="Search space, supernet training and subnet extraction.", no_args_is_help=True
 )
-out = Console()
+out = Console(markup=False, emoji=False, highlight=False)  # user text as it is
 
 
 @app.command("space")
@@ -51,9 +51,21 @@ def train_cmd(
     sigma_px: Annotated[
         float | None, typer.Option("--sigma-px", help="override data.sigma_px")
     ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE",
+                     help="override a config setting by its dotted key (typed by the schema); "
+                     "repeatable, e.g. --set supernet.lr=5e-4"),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress",
+                     help="progress bars (default: on when stderr is a terminal)"),
+    ] = None,
 ) -> None:
     """Train the supernet with the sandwich rule (torchrun for several processes)."""
-    from salnas.config import load_config
+    from salnas.config import check_sigma_px, load_config, parse_set_options
+    from salnas.io import ensure_dir, progress_enabled
     from salnas.supernet.train import train_supernet
 
     overrides: dict[str, object] = {}
@@ -62,8 +74,10 @@ def train_cmd(
     if epochs is not None:
         overrides["supernet.epochs"] = epochs
     if sigma_px is not None:
-        overrides["data.sigma_px"] = sigma_px
-    path = train_supernet(load_config(config, overrides), out_dir, resume=resume)
+        overrides["data.sigma_px"] = check_sigma_px(sigma_px, "--sigma-px")
+    cfg = load_config(config, {**overrides, **parse_set_options(sets)})
+    ensure_dir(out_dir)
+    path = train_supernet(cfg, out_dir, resume=resume, progress=progress_enabled(progress))
     out.print(f"supernet checkpoint: {path}")
 
 

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from salnas.errors import SalnasError
+
 from .plan import BlockPlan, LevelPlan, MBConvPlan, ReadoutPlan, StemPlan, build_plan
 
 __all__ = [
@@ -108,7 +110,7 @@ def genome_list_gene(key: str, i: int) -> str | None:
 _STAGE_RE = re.compile(r"^e(\d+)_k(\d+)_s(\d+)_c(\d+)_r(\d+)$")
 
 
-class GenomeError(ValueError):
+class GenomeError(ValueError, SalnasError):
     """A genome, gene vector or space config is invalid; the message names the gene."""
 
 

@@ -32,7 +32,13 @@ from salnas.config import Config, SupernetConfig, dump_config
 from salnas.datasets.batches import Shard, iterate_batches
 from salnas.datasets.training import TrainingData, load_training_data
 from salnas.errors import ConfigError, SalnasError
-from salnas.io import atomic_open, provenance, write_json_atomic, write_text_atomic
+from salnas.io import (
+    atomic_open,
+    provenance,
+    remove_stale_tmp,
+    write_json_atomic,
+    write_text_atomic,
+)
 from salnas.layout import (
     CONFIG_YAML,
     PROVENANCE_JSON,
@@ -42,7 +48,7 @@ from salnas.layout import (
     TRAIN_LOG_CSV,
     check_fingerprint,
 )
-from salnas.losses import SaliencyLoss, logits_to_density
+from salnas.losses import NonFiniteError, SaliencyLoss, logits_to_density, non_finite_loss
 from salnas.supernet.checkpoint import (
     CHECKPOINT_FORMAT,
     build_supernet,
@@ -260,7 +266,12 @@ def train_epoch(
     for step, batch in enumerate(bar):
         state.optimiser.zero_grad(set_to_none=True)
         genomes = sample_subnets(model.space, cfg.n_random, config.seed, epoch, step, phase)
-        losses = sandwich_step(model, genomes, batch, loss_fn, cfg, scaler, device)
+        try:  # a NaN/inf stops training at this step, before the optimiser applies it
+            losses = sandwich_step(model, genomes, batch, loss_fn, cfg, scaler, device)
+        except NonFiniteError as e:
+            raise non_finite_loss(model, f"supernet epoch {epoch + 1}, step {step + 1}",
+                                  "supernet", cfg.lr * factor, str(e),
+                                  first_step=step == 0) from None
         if shard.world > 1:
             average_gradients(params, shard.world)
         if cfg.grad_clip:
@@ -273,6 +284,9 @@ def train_epoch(
         seen += batch["image"].shape[0] * shard.world
         bar.set_postfix(loss=f"{losses[0]:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         hook.step()
+    if not all(bool(torch.isfinite(p).all()) for p in params):  # the last step's update
+        raise non_finite_loss(model, f"supernet epoch {epoch + 1}, step {count}", "supernet",
+                              cfg.lr * factor, "the weights became NaN/inf")
     seconds = time.perf_counter() - t0
     return dict(zip(TRAIN_LOG_COLUMNS, (
         epoch + 1, cfg.lr * factor, temperature, sums[0] / count, sums[1] / count,
@@ -339,6 +353,7 @@ def train_supernet(
     shard = init_distributed(device)
     state = new_state(config, ckpt_path, resume, device)
     if shard.main:
+        remove_stale_tmp(out_dir, min_age_s=0)  # a kill mid-write left them; one writer here
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / CONFIG_YAML, dump_config(config))
         write_json_atomic(
@@ -354,7 +369,14 @@ def train_supernet(
     while state.epoch < cfg.epochs:
         row = train_epoch(state, config, data, shard, device, scaler, hook, progress)
         if shard.main:
-            row.update(validate_epoch(state.model, config, data, device))
+            try:
+                row.update(validate_epoch(state.model, config, data, device))
+            except ValueError as e:  # weights so large that the predictions overflow
+                if "NaN or inf" not in str(e):
+                    raise
+                raise non_finite_loss(state.model, f"supernet epoch {state.epoch + 1} "
+                                      "validation", "supernet", cfg.lr,
+                                      "the predictions are NaN/inf") from None
             keep_best(state, row, cfg.keep)
             state.history.append({k: float(v) for k, v in row.items()})  # plain: weights_only
         state.epoch += 1

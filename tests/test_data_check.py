@@ -211,3 +211,60 @@ def test_folder_subject_labels_that_overflow_are_labels(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("x,y,subject\n1,2,99999999999999999999999\n3,4,7\n")
     assert parse_fixation_csv(path).subject.tolist() == [1, 0]  # sorted as text
+
+
+# ------------------------------------------------------------------------------ reliability
+def test_an_all_zero_ground_truth_map_is_a_problem_naming_its_file(tmp_path):
+    fx = make_folder_dataset(tmp_path / "d", n=4, with_maps=True)
+    s = fx.stems
+    write_gray(fx.map_files[s[1]], np.zeros(fx.sizes[s[1]]))
+    problems = problems_of(fx.spec)
+    assert_problem(problems, fx.map_files[s[1]], "all zero")
+    assert len(problems) == 1
+
+
+def test_files_linked_from_outside_the_dataset_are_refused_unread(tmp_path):
+    secret = tmp_path / "outside" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    fx = make_folder_dataset(tmp_path / "d", n=4)
+    s = fx.stems
+    fx.fixation_files[s[0]].unlink()
+    fx.fixation_files[s[0]].symlink_to(secret)
+    problems = problems_of(fx.spec)
+    assert_problem(problems, fx.fixation_files[s[0]], "outside the dataset folder", "refused")
+    assert not any("root:x" in p for p in problems), problems
+    assert s[0] not in open_source(fx.spec).stems()
+    # a link that stays inside the dataset is fine
+    inside = fx.root / "fixations" / "copy.csv"
+    inside.write_text(fx.fixation_files[s[1]].read_text())
+    fx.fixation_files[s[2]].unlink()
+    fx.fixation_files[s[2]].symlink_to(inside)
+    assert s[2] in open_source(fx.spec).stems()
+
+
+def test_problem_messages_never_echo_a_files_lines(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n1,2\n")
+    with pytest.raises(ProblemError, match="lacks an 'x' and a 'y' column") as err:
+        parse_fixation_csv(path)
+    assert "root" not in str(err.value).replace(str(tmp_path), "")
+    path.write_text("x,y\n" + "9" * 200 + "z,3\n")
+    with pytest.raises(ProblemError, match="is not a number") as err:
+        parse_fixation_csv(path)
+    assert len(str(err.value)) < len(str(path)) + 100
+
+
+def test_data_check_prints_problems_literally(tmp_path):
+    # rich markup and emoji codes in a path are printed as they are
+    from typer.testing import CliRunner
+
+    from salnas.cli import app
+
+    fx = make_folder_dataset(tmp_path / "a[/x]:x:0", n=3)
+    fx.fixation_files[fx.stems[0]].write_text("")
+    result = CliRunner().invoke(app, ["data", "check", fx.spec])
+    assert result.exit_code == 1, result.output
+    flat = "".join(result.output.split())
+    assert f"{fx.fixation_files[fx.stems[0]]}:emptyfixationfile" in flat, result.output
+    assert "❌" not in result.output and "\r" not in result.output  # no emoji, no progress bar
