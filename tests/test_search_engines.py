@@ -311,8 +311,8 @@ def _check_study(storage: str, study: str) -> None:
     from salnas.search.engines.optuna_engine import open_storage
 
     trials = optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials(
-        states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(trials) >= 10
+        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    assert len(trials) >= 10  # duplicates are pruned, and count in the budget
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took part
 
 
@@ -320,6 +320,49 @@ def test_two_workers_share_a_journal_study(supernet, tmp_path):
     journal = str(tmp_path / "study.journal")
     _two_workers(supernet, tmp_path, journal, "journal-test")
     _check_study(journal, "journal-test")
+
+
+def test_a_worker_killed_holding_the_journal_lock_does_not_hang_the_others(supernet, tmp_path):
+    """A worker SIGKILLed inside the journal's lock leaves the lock symlink behind; with the
+    documented relative path (a folder in it) that symlink used to point nowhere, Optuna's
+    stale-lock check never fired and every other worker spun forever. Now the lock is released
+    after its grace period and another worker finishes the study (bounded by a deadline)."""
+    import optuna
+
+    from salnas.search.engines.optuna_engine import JOURNAL_LOCK_GRACE_S, open_storage
+
+    cfg = write_config(tmp_path / "search.yaml", engine="optuna-nsga2", trials=6,
+                       study_name="lock-test")
+    journal = "ck/study.journal"  # relative, with a folder, as in docs/search.md
+    # A worker's storage; the process dies (SIGKILL) inside its first journal write, after
+    # taking the lock and before releasing it.
+    holder = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys, optuna\n"
+         "from salnas.search.engines.optuna_engine import open_storage\n"
+         "storage = open_storage(sys.argv[1])\n"
+         "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
+         "optuna.create_study(storage=storage, study_name='killed-in-the-lock')\n",
+         journal], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert holder.returncode == -signal.SIGKILL, holder.stderr[-2000:]
+    lock = tmp_path / "ck" / "study.journal.lock"
+    assert lock.is_symlink() and Path(os.readlink(lock)).is_absolute()  # left behind
+    deadline = JOURNAL_LOCK_GRACE_S + 240
+    cmd = [sys.executable, "-m", "salnas.cli", "search", "--config", str(cfg), "--supernet",
+           str(supernet), "--out", "out", "--storage", journal, "--no-progress"]
+    try:
+        worker = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                                timeout=deadline)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the worker did not finish within {deadline} s: it hangs on the dead "
+                    f"worker's lock ({str(e.stderr)[-1000:]})")
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert not lock.exists()
+    study = optuna.load_study(study_name="lock-test", storage=open_storage(
+        str(tmp_path / journal)))
+    finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,
+                                        optuna.trial.TrialState.PRUNED))
+    assert len(finished) == 6
 
 
 def test_trials_of_dead_workers_of_this_host_are_failed():
@@ -338,13 +381,19 @@ def test_trials_of_dead_workers_of_this_host_are_failed():
     trials = [study.ask() for _ in workers]
     for t, w in zip(trials, workers, strict=True):
         t.set_user_attr("worker", w)
+    trials[0].suggest_categorical("gene", [3, 5])
     study.tell(trials[3], [0.5, 1.0])  # finished before the dead worker's host looked
     OptunaEngine._fail_dead_trials(study)
     states = [t.state for t in study.get_trials(deepcopy=False)]
+    # the dead worker's trial is failed and retried: a WAITING copy with its params
     assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING,
-                      TrialState.COMPLETE]
+                      TrialState.COMPLETE, TrialState.WAITING]
+    retry = study.get_trials(deepcopy=False)[4]
+    assert retry.params == study.get_trials(deepcopy=False)[0].params
+    assert retry.system_attrs["failed_trial"] == 0 and "worker" not in retry.user_attrs
     OptunaEngine._fail_dead_trials(study)  # again: nothing left to fail, no error
     assert [t.state for t in study.get_trials(deepcopy=False)] == states
+    assert study.ask().params == retry.params  # the next ask takes the retry
 
 
 POSTGRES = os.environ.get("SALNAS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -368,6 +417,59 @@ def _postgres_or_skip() -> str:
             pytest.fail(message + "; CI needs it")
         pytest.skip(message)
     return POSTGRES
+
+
+def test_a_killed_postgres_worker_trial_is_failed_and_retried(supernet, tmp_path, monkeypatch):
+    """Optuna's heartbeat on PostgreSQL: a worker SIGKILLed mid-evaluation leaves its trial
+    RUNNING; once its heartbeat is older than the grace period another worker fails it and
+    runs a retry (same params, ``failed_trial``), so the proposal is not lost."""
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from salnas.search.engines import optuna_engine
+
+    url = _postgres_or_skip()
+    study_name = f"salnas-test-{uuid.uuid4().hex[:12]}"
+    cfg = write_config(tmp_path / "search.yaml", engine="optuna-nsga2", trials=8,
+                       study_name=study_name)
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "salnas.cli", "search", "--config", str(cfg), "--supernet",
+           str(supernet), "--out", str(out), "--storage", url, "--no-progress"]
+    try:
+        # The archive's kill hook: the worker SIGKILLs itself as it claims its fourth genome,
+        # inside a RUNNING trial whose heartbeat it had started.
+        proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, KILL_AFTER_ROWS_ENV: "3"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+        killed_at = time.monotonic()
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+        storage = optuna_engine.open_storage(url)
+        (dead,) = optuna.load_study(study_name=study_name, storage=storage).get_trials(
+            states=(TrialState.RUNNING,))
+        # A survivor in this process, with a short grace period (default 60 s); it joins once
+        # the dead worker's heartbeat is older than that (a deadline, not a speed check).
+        monkeypatch.setattr(optuna_engine, "HEARTBEAT_INTERVAL_S", 1)
+        monkeypatch.setattr(optuna_engine, "HEARTBEAT_GRACE_S", 2)
+        time.sleep(max(0.0, killed_at + 3 - time.monotonic()))
+        run = SearchRun(config(engine="optuna-nsga2", trials=8, study_name=study_name,
+                               storage=url), supernet, out, progress=False)
+        run.run()
+        trials = optuna.load_study(study_name=study_name, storage=storage).get_trials()
+        assert trials[dead.number].state == TrialState.FAIL
+        (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+        assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert retry.params == dead.params and retry.user_attrs["worker"] != dead.user_attrs[
+            "worker"]
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        ids = [r["id"] for r in read_csv(out / "archive.csv")]
+        assert retry.user_attrs["genome_id"] in ids and len(ids) == len(set(ids))
+        assert len([t for t in trials if t.state in (TrialState.COMPLETE,
+                                                      TrialState.PRUNED)]) == 8
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=study_name,
+                                storage=optuna_engine.open_storage(url))
 
 
 def test_two_workers_share_a_postgres_study(supernet, tmp_path):
