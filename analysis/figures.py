@@ -20,7 +20,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from salnas.analysis.format import format_number
-from salnas.analysis.load import COST_LABELS, COSTS, higher_is_better, varying_genes
+from salnas.analysis.load import (
+    COST_LABELS,
+    COSTS,
+    RANDOM_SUBNET,
+    higher_is_better,
+    validated_subnets,
+    varying_genes,
+)
 from salnas.layout import (
     ARCHIVE,
     DISTILL,
@@ -34,16 +41,20 @@ from salnas.layout import (
 
 __all__ = [
     "NoData",
+    "arm_differences",
     "compare_fronts",
+    "fidelity_label",
     "front_2d",
     "gene_importance_bar",
     "hv_history",
     "kd_dumbbell",
+    "label_references",
     "latency_scatter",
     "parallel_genes",
     "pareto_2d",
     "pareto_3d",
     "rank_fidelity_scatter",
+    "retrained_fronts",
     "training_curves",
 ]
 
@@ -57,7 +68,17 @@ REFERENCE_STYLE = {  # baselines.json key -> (label, colour, dash)
 # a genome is ~500 characters, repeated in every panel (5 metrics x 3 costs).
 GENOME_HOVER_MAX = 1500
 ARM_STYLE = {DISTILL.baseline: ("baseline (ground truth only)", "#1f77b4"),
-             DISTILL.selfkd: ("Self-KD", "#d62728")}
+             DISTILL.selfkd: ("Self-KD", "#d62728"),
+             DISTILL.teacher: ("teacher KD", "#2ca02c")}
+# The fixed random subnets of the training curves (dashed, beside max blue and min orange).
+RANDOM_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+# Hand-designed peers on the retrained fronts: one marker each (others get the last).
+PEER_SYMBOLS = {"peer-max": "star", "peer-fpn": "diamond", "peer-csnet": "square",
+                "peer-csnet-dwd": "triangle-up", "": "cross"}
+# The inter-observer line where a model beats it: split-half observers are no ceiling (on
+# synthetic data the generating map is; on real data more observers would score higher).
+SPLIT_HALF_LABEL = "split-half observers"
+BEATEN = "beaten"  # baselines.attrs key: metrics whose inter-observer score a model beats
 
 
 class NoData(Exception):
@@ -94,15 +115,43 @@ def _layout(fig: go.Figure, title: str, height: int = 420, **kw: Any) -> go.Figu
     return fig
 
 
+def label_references(baselines: pd.DataFrame, best: Mapping[str, float]) -> pd.DataFrame:
+    """A copy of ``baselines`` that remembers the metrics (``best``: the best model score per
+    metric) where a model beats the inter-observer score: there its line is labelled
+    "split-half observers", not a ceiling."""
+    out = baselines.copy()
+    beaten = []
+    if "inter_observer" in out.index:
+        for metric, score in best.items():
+            if metric not in out.columns or not np.isfinite(score):
+                continue
+            ref = float(out.loc["inter_observer", metric])
+            if np.isfinite(ref) and (score > ref if higher_is_better(metric) else score < ref):
+                beaten.append(metric)
+    out.attrs[BEATEN] = beaten
+    return out
+
+
+def reference_label(baselines: pd.DataFrame | None, ref: str, metric: str | None = None
+                    ) -> str:
+    """The label of reference line ``ref`` on a ``metric`` axis (None: on any axis)."""
+    label = REFERENCE_STYLE[ref][0]
+    beaten = list((baselines.attrs if baselines is not None else {}).get(BEATEN, ()))
+    if ref == "inter_observer" and (metric in beaten if metric else bool(beaten)):
+        return SPLIT_HALF_LABEL
+    return label
+
+
 def _reference_lines(fig: go.Figure, baselines: pd.DataFrame | None, metric: str,
                      row: int | None = None, col: int | None = None,
                      annotate: bool = True, axis: str = "y") -> None:
     """Floor / ceiling lines of the dataset on a ``metric`` axis (horizontal on y)."""
     if baselines is None or baselines.empty or metric not in baselines.columns:
         return
-    for ref, (label, colour, dash) in REFERENCE_STYLE.items():
+    for ref, (_, colour, dash) in REFERENCE_STYLE.items():
         if ref not in baselines.index or not np.isfinite(baselines.loc[ref, metric]):
             continue
+        label = reference_label(baselines, ref, metric)
         value = float(baselines.loc[ref, metric])
         kwargs: dict[str, Any] = {axis: value, "line": {"color": colour, "dash": dash,
                                                         "width": 1.5}}
@@ -156,12 +205,13 @@ def front_2d(frame: pd.DataFrame, metric: str, cost: str) -> pd.DataFrame:
 # ---------------------------------------------------------------- supernet training
 def training_curves(train_log: pd.DataFrame, baselines: pd.DataFrame | None = None
                     ) -> go.Figure:
-    """Validation metrics of the max and min subnets per epoch, and the training losses."""
+    """Validation metrics per epoch of the max and min subnets and of the fixed random ones
+    (``val_rand<k>_*``, supernet.val_random), and the training losses."""
     ep = TRAIN_LOG.epoch
     if train_log.empty or ep not in train_log:
         raise NoData(f"{TRAIN_LOG_CSV} has no rows (or no '{ep}' column)")
-    metrics = [m for m in ORACLE_METRICS if TRAIN_LOG.val("max", m) in train_log
-               or TRAIN_LOG.val("min", m) in train_log]
+    tags = validated_subnets(train_log.columns)
+    metrics = [m for m in ORACLE_METRICS if any(TRAIN_LOG.val(t, m) in train_log for t in tags)]
     losses = [c for c in train_log.columns if c.startswith(TRAIN_LOG.loss_prefix)]
     panels = [*metrics, *(["losses"] if losses else [])]
     if not panels:
@@ -183,12 +233,15 @@ def training_curves(train_log: pd.DataFrame, baselines: pd.DataFrame | None = No
                                          line={"color": f"hsl({40 + 50 * j},60%,45%)"}),
                               row=r, col=c)
             continue
-        for tag, col, colour in (("max subnet", TRAIN_LOG.val("max", m), "#1f77b4"),
-                                 ("min subnet", TRAIN_LOG.val("min", m), "#ff7f0e")):
-            if col in train_log:
-                fig.add_trace(go.Scatter(x=x, y=train_log[col], mode="lines+markers",
-                                         name=tag, legendgroup=tag, showlegend=k == 0,
-                                         line={"color": colour}), row=r, col=c)
+        for j, tag in enumerate(tags):
+            col = TRAIN_LOG.val(tag, m)
+            if col not in train_log:
+                continue
+            name, line = _subnet_style(tag, j)
+            fig.add_trace(go.Scatter(x=x, y=train_log[col], mode="lines+markers", name=name,
+                                     legendgroup=name, showlegend=k == 0, line=line,
+                                     marker={"size": 5 if "dash" in line else 7}),
+                          row=r, col=c)
         _reference_lines(fig, baselines, m, r, c,
                          annotate=False)
     kept = (train_log[TRAIN_LOG.kept_epoch].dropna() if TRAIN_LOG.kept_epoch in train_log
@@ -202,13 +255,31 @@ def training_curves(train_log: pd.DataFrame, baselines: pd.DataFrame | None = No
                                  line={"color": "#555", "dash": "dot"}))
     # Reference lines carry no legend entry of their own: add one dummy trace per kind.
     if baselines is not None and not baselines.empty:
-        for ref, (label, colour, dash) in REFERENCE_STYLE.items():
+        for ref, (_, colour, dash) in REFERENCE_STYLE.items():
             if ref in baselines.index:
-                fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=esc(label),
+                fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines",
+                                         name=esc(reference_label(baselines, ref)),
                                          line={"color": colour, "dash": dash}))
     fig.update_xaxes(title_text="epoch")
-    return _layout(fig, "Supernet training: validation of the max and min subnets",
+    n_random = sum(1 for t in tags if RANDOM_SUBNET.fullmatch(t))
+    what = "max, min" + (f" and {n_random} fixed random subnets" if n_random else
+                         " subnets")
+    return _layout(fig, f"Supernet training: validation of the {what}",
                    height=330 * rows + 80)
+
+
+def _subnet_style(tag: str, j: int) -> tuple[str, dict[str, Any]]:
+    """Legend name and line of a validated subnet: max and min solid, random ones dashed."""
+    if tag == "max":
+        return "max subnet", {"color": "#1f77b4"}
+    if tag == "min":
+        return "min subnet", {"color": "#ff7f0e"}
+    if RANDOM_SUBNET.fullmatch(tag):
+        k = int(tag[4:])
+        return f"random subnet {k}", {"color": RANDOM_COLOURS[k % len(RANDOM_COLOURS)],
+                                      "dash": "dash", "width": 1.5}
+    return esc(f"{tag} subnet"), {"color": f"hsl({280 + (20 * j) % 80},40%,45%)",
+                                  "dash": "dot"}
 
 
 # ---------------------------------------------------------------- Pareto fronts
@@ -314,14 +385,28 @@ def pareto_3d(archive: pd.DataFrame, axes: Sequence[str], pareto_ids: Sequence[s
                                    text=_hover(part, axes, len(data) <= GENOME_HOVER_MAX
                                                 or name != "feasible"),
                                    hovertemplate="%{text}<extra></extra>"))
-    fig.update_layout(scene={"xaxis": {"title": {"text": esc(axes[0])}},
-                             "yaxis": {"title": {"text": esc(COST_LABELS.get(axes[1],
-                                                                             axes[1]))}},
-                             "zaxis": {"title": {"text": esc(COST_LABELS.get(axes[2],
-                                                                             axes[2]))}}},
+    # Short axis titles, the camera pulled back and no outer margins: the default camera and
+    # margins clipped the titles of the front axes.
+    titles = [_axis_title(a) for a in axes]
+    fig.update_layout(scene={"xaxis": {"title": {"text": esc(titles[0])}},
+                             "yaxis": {"title": {"text": esc(titles[1])}},
+                             "zaxis": {"title": {"text": esc(titles[2])}},
+                             "aspectmode": "cube",
+                             "camera": {"eye": {"x": 1.75, "y": 1.75, "z": 1.05},
+                                        "center": {"x": 0, "y": 0, "z": -0.08}},
+                             "domain": {"x": [0.0, 0.88], "y": [0.0, 1.0]}},
                       coloraxis={"colorscale": "Viridis",
-                                 "colorbar": {"title": {"text": "generation"}}})
-    return _layout(fig, f"3-D view: {axes[0]}, {axes[1]}, {axes[2]}", height=560)
+                                 "colorbar": {"title": {"text": "generation"}, "len": 0.7}})
+    return _layout(fig, f"3-D view: {', '.join(titles)}", height=620,
+                   margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                   legend={"orientation": "h", "y": 0.02, "x": 0.02})
+
+
+def _axis_title(column: str) -> str:
+    """A short axis title: ``CC (higher is better)``, ``FLOPs``, ``latency (ms)``."""
+    if column in COSTS:
+        return {"params": "parameters", "flops": "FLOPs"}.get(column, COST_LABELS[column])
+    return f"{column} ({_better(column)} is better)"
 
 
 def hv_history(histories: Mapping[str, pd.DataFrame]) -> go.Figure:
@@ -437,35 +522,158 @@ def gene_importance_bar(importance: pd.DataFrame, method: str, metric: str = "CC
 
 
 # ---------------------------------------------------------------- retraining
-def _stat_label(row: pd.Series) -> str:
-    def f(v: float) -> str:
-        return "n/a" if not np.isfinite(v) else f"{v:+.2f}"
+def fidelity_label(stats: Mapping[str, Any]) -> str:
+    """``τ +0.67, ρ +0.80, n 4, p 0.33`` of a rank-fidelity record (n/a where undefined)."""
+    def f(key: str, signed: bool = True) -> str:
+        v = stats.get(key)
+        if not isinstance(v, int | float) or not math.isfinite(v):
+            return "n/a"
+        return f"{v:+.2f}" if signed else format_number(v)
 
-    return f"τ {f(row['kendall_tau'])}, ρ {f(row['spearman_rho'])}, n {int(row['n'])}"
+    return (f"τ {f('kendall_tau')}, ρ {f('spearman_rho')}, n {int(stats.get('n') or 0)}, "
+            f"p {f('p_value', signed=False)}")
 
 
-def rank_fidelity_scatter(table: pd.DataFrame, stats: pd.DataFrame, metric: str = "CC",
+def rank_fidelity_scatter(table: pd.DataFrame, stats: Mapping[str, Any], metric: str = "CC",
                           baselines: pd.DataFrame | None = None) -> go.Figure:
-    """Oracle (supernet) score against retrained test score, per arm, with rank statistics
-    and the dataset's floor and ceiling on both axes."""
+    """Oracle (supernet) score against retrained test score of the rank-fidelity sample
+    (:func:`analysis.load.rank_fidelity`), with its statistics and the dataset's floor and
+    ceiling on both axes."""
     if table.empty:
-        raise NoData("no distilled Pareto architecture has both an oracle and a test score")
-    fig = go.Figure()
-    for arm, part in table.groupby(DISTILL.arm, sort=False):
-        label, colour = ARM_STYLE.get(str(arm), (str(arm), "#555"))
-        row = stats[stats["arm"] == arm]
-        name = label + (f" ({_stat_label(row.iloc[0])})" if len(row) else "")
-        fig.add_trace(go.Scatter(
-            x=part["oracle"], y=part["retrained"], mode="markers+text", name=esc(name),
-            text=[esc(a) for a in part[DISTILL.arch]],
-            textposition="bottom center" if arm == DISTILL.baseline else "top center",
-            textfont={"size": 9, "color": colour}, marker={"size": 10, "color": colour},
-            hovertemplate="%{text}<br>oracle %{x:.4f}<br>retrained %{y:.4f}<extra></extra>"))
+        raise NoData("no retrained architecture has both an oracle and a test score")
+    sample = {"fidelity": "fidelity sample (short fixed budget)",
+              "retrained": "retrained architectures, baseline arm"}.get(
+                  str(stats.get("sample")), str(stats.get("sample", "")))
+    fig = go.Figure(go.Scatter(
+        x=table["oracle"], y=table["retrained"], mode="markers+text",
+        name=esc(f"{sample} ({fidelity_label(stats)})"),
+        text=[esc(a) for a in table["arch"]], textposition="top center",
+        textfont={"size": 9, "color": "#1f77b4"}, marker={"size": 10, "color": "#1f77b4"},
+        hovertemplate="%{text}<br>oracle %{x:.4f}<br>retrained %{y:.4f}<extra></extra>"))
     _reference_lines(fig, baselines, metric)
     _reference_lines(fig, baselines, metric, annotate=False, axis="x")
     fig.update_xaxes(title_text=esc(f"oracle {metric} (supernet weights, validation subset)"))
     fig.update_yaxes(title_text=esc(f"retrained test {metric}"))
-    return _layout(fig, f"Rank fidelity of the oracle ({metric})", height=460)
+    fig.update_layout(showlegend=True)
+    return _layout(fig, f"Rank fidelity of the oracle ({metric}): {fidelity_label(stats)}",
+                   height=460)
+
+
+def _models_hover(frame: pd.DataFrame, metric: str, costs: Sequence[str]) -> list[str]:
+    out = []
+    for _, r in frame.iterrows():
+        arm = ARM_STYLE.get(str(r[DISTILL.arm]), (str(r[DISTILL.arm]),))[0]
+        bits = [f"<b>{esc(r['id'])}</b> ({esc(arm)})", f"test {esc(metric)} {_num(r[metric])}"]
+        bits += [f"{esc(COST_LABELS.get(c, c))} {_num(r[c])}" for c in costs if c in r]
+        if "seeds" in r:
+            bits.append(f"{_num(r['seeds'])} seed(s)")
+        out.append("<br>".join(bits))
+    return out
+
+
+def retrained_fronts(models: pd.DataFrame, metric: str = "CC",
+                     baselines: pd.DataFrame | None = None,
+                     costs: Sequence[str] = COSTS) -> go.Figure:
+    """Test ``metric`` of the retrained models against each cost: the Pareto architectures
+    of each arm (one colour per arm) with that arm's 2-D front, and every hand-designed peer
+    with its own marker and name (``models``: :func:`analysis.recommend.retrained_models`)."""
+    if models.empty or metric not in models or models[metric].notna().sum() == 0:
+        raise NoData(f"the retrained models have no test {metric} score")
+    costs = [c for c in costs if c in models and models[c].notna().any()]
+    if not costs:
+        raise NoData(f"the retrained models have none of the cost columns {list(COSTS)}")
+    fig = make_subplots(rows=1, cols=len(costs), shared_yaxes=True, horizontal_spacing=0.04)
+    pareto = models[models["kind"] != DISTILL.peer_kind]
+    peers = models[models["kind"] == DISTILL.peer_kind]
+    arms = list(dict.fromkeys(models[DISTILL.arm].astype(str)))
+    for k, cost in enumerate(costs, start=1):
+        first = k == 1
+        for arm in arms:
+            label, colour = ARM_STYLE.get(arm, (arm, "#555"))
+            part = pareto[pareto[DISTILL.arm] == arm].dropna(subset=[metric, cost])
+            if part.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=part[cost], y=part[metric], mode="markers", name=esc(f"Pareto, {label}"),
+                legendgroup=esc(arm), showlegend=first,
+                marker={"size": 8, "color": colour, "opacity": 0.85},
+                text=_models_hover(part, metric, costs),
+                hovertemplate="%{text}<extra></extra>"), row=1, col=k)
+            f = front_2d(part, metric, cost)
+            fig.add_trace(go.Scatter(x=f[cost], y=f[metric], mode="lines",
+                                     line={"shape": "hv", "color": colour, "width": 1.5},
+                                     name=esc(f"front, {label}"), legendgroup=esc(arm),
+                                     showlegend=False, hoverinfo="skip"), row=1, col=k)
+        for j, (peer, part) in enumerate(peers.groupby("id", sort=False)):
+            part = part.dropna(subset=[metric, cost])
+            if part.empty:
+                continue
+            symbol = PEER_SYMBOLS.get(str(peer), PEER_SYMBOLS[""])
+            colours = [ARM_STYLE.get(str(a), (a, "#555"))[1] for a in part[DISTILL.arm]]
+            # The name once, at the peer's best point: its marker says which peer it is.
+            best = part[metric].to_numpy(float)
+            top = int(np.argmax(best) if higher_is_better(metric) else np.argmin(best))
+            fig.add_trace(go.Scatter(
+                x=part[cost], y=part[metric], mode="markers+text", name=esc(str(peer)),
+                legendgroup=esc(f"peer {peer}"), showlegend=False, cliponaxis=False,
+                text=[esc(peer) if i == top else "" for i in range(len(part))],
+                textposition="top center" if j % 2 == 0 else "bottom center",
+                textfont={"size": 10, "color": "#222"},
+                hovertext=_models_hover(part, metric, costs),
+                hovertemplate="%{hovertext}<extra>hand-designed peer</extra>",
+                marker={"symbol": symbol, "size": 13, "color": colours,
+                        "line": {"width": 1.5, "color": "#222"}}), row=1, col=k)
+            if first:  # the legend shows the peer's marker, not one arm's colour
+                fig.add_trace(go.Scatter(
+                    x=[None], y=[None], mode="markers", name=esc(f"{peer} (hand-designed)"),
+                    legendgroup=esc(f"peer {peer}"),
+                    marker={"symbol": symbol, "size": 12, "color": "#ddd",
+                            "line": {"width": 1.5, "color": "#222"}}), row=1, col=k)
+        _reference_lines(fig, baselines, metric, 1, k, annotate=first)
+        fig.update_xaxes(title_text=esc(COST_LABELS.get(cost, cost)), row=1, col=k)
+    fig.update_yaxes(title_text=esc(f"test {metric} ({_better(metric)} is better)"), row=1,
+                     col=1)
+    return _layout(fig, f"Retrained models: test {metric} against the costs, each arm and the "
+                   "hand-designed peers (marker colour: arm)", height=470)
+
+
+def arm_differences(differences: pd.DataFrame, metrics: Sequence[str] = ("CC", "NSS", "KLD")
+                    ) -> go.Figure:
+    """Per architecture, the arm - baseline difference of each test metric (mean over seeds,
+    error bars: std over seeds), one colour per arm (``differences``: rows of
+    :func:`salnas.distill.summary.arm_differences` of each metric)."""
+    if differences.empty:
+        raise NoData("no architecture finished the baseline and another arm with the same seed")
+    metrics = [m for m in metrics if m in set(differences["metric"])]
+    if not metrics:
+        raise NoData("no arm difference in " + ", ".join(metrics))
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=[esc(f"{m}: arm − baseline ({_better(m)} is better)")
+                                        for m in metrics])
+    archs = list(dict.fromkeys(differences[DISTILL.arch].astype(str)))
+    arms = list(dict.fromkeys(differences["arm"].astype(str)))
+    for k, m in enumerate(metrics, start=1):
+        for j, arm in enumerate(arms):
+            label, colour = ARM_STYLE.get(arm, (arm, "#555"))
+            part = differences[(differences["metric"] == m) & (differences["arm"] == arm)]
+            if part.empty:
+                continue
+            std = part["std_difference"].fillna(0)
+            fig.add_trace(go.Scatter(
+                x=part["mean_difference"], y=[esc(a) for a in part[DISTILL.arch]],
+                mode="markers", name=esc(f"{label} − baseline"), legendgroup=esc(arm),
+                showlegend=k == 1, marker={"size": 9, "color": colour},
+                error_x={"type": "data", "array": std.to_list(), "visible": True,
+                         "color": colour, "thickness": 1.5},
+                offsetgroup=str(j), orientation="h", text=[_num(n) for n in part["seeds"]],
+                hovertemplate="%{y}<br>mean %{x:+.4f}<br>%{text} seed(s)<extra>" + esc(label)
+                + "</extra>"), row=1, col=k)
+        fig.add_vline(x=0, line={"color": "#888", "dash": "dash"}, row=1, col=k)
+    fig.update_yaxes(categoryorder="array", categoryarray=[esc(a) for a in archs[::-1]])
+    fig.update_layout(scattermode="group", scattergap=0.5)  # arms side by side per row
+    return _layout(fig, "Each arm minus the baseline, same architecture and seed (mean over "
+                   "seeds; bars: std over seeds)", height=max(320, 28 * len(archs) + 180),
+                   margin={"l": 140, "r": 20, "t": 80, "b": 50})
 
 
 def kd_dumbbell(pairs: pd.DataFrame, metric: str = "CC",

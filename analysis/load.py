@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from salnas.layout import (
     ORACLE_METRICS,
     PARETO_CSV,
     PROVENANCE_JSON,
+    RANK_FIDELITY_JSON,
     RESULTS_CSV,
     RUN_JSON,
     SEARCH_JSON,
@@ -84,6 +86,7 @@ __all__ = [
     "latency_table",
     "load_run",
     "rank_fidelity",
+    "validated_subnets",
     "varying_genes",
 ]
 
@@ -100,16 +103,36 @@ COLUMNS_READ: Mapping[str, tuple[str, ...]] = {
                     *(TRAIN_LOG.val(tag, m) for tag in ("max", "min") for m in ORACLE_METRICS)),
     ARCHIVE_CSV: (ARCHIVE.id, ARCHIVE.genome, *ORACLE_METRICS, *COSTS, ARCHIVE.latency_source,
                   ARCHIVE.feasible, ARCHIVE.engine, ARCHIVE.generation, ARCHIVE.wall_s),
-    PARETO_CSV: (ARCHIVE.id, *ORACLE_METRICS, *COSTS),
+    PARETO_CSV: (ARCHIVE.id, ARCHIVE.genome, *ORACLE_METRICS, *COSTS, ARCHIVE.latency_source),
     HV_CSV: (HV.generation, HV.n_evaluated, HV.n_pareto, HV.hypervolume),
     RESULTS_CSV: (DISTILL.arch, DISTILL.kind, DISTILL.genome_id, DISTILL.arm, DISTILL.seed,
-                  DISTILL.test_prefix + "CC", DISTILL.flops, DISTILL.latency, DISTILL.energy,
-                  DISTILL.co2, DISTILL.wall_s, DISTILL.model_dir),
+                  DISTILL.test_prefix + "CC", DISTILL.params, DISTILL.flops, DISTILL.latency,
+                  "resolution", DISTILL.energy, DISTILL.co2, DISTILL.wall_s,  # in DISTILL.text
+                  DISTILL.model_dir),
 }
 PREFIXES_READ: Mapping[str, tuple[str, ...]] = {
     TRAIN_LOG_CSV: (TRAIN_LOG.loss_prefix,),
     RESULTS_CSV: (DISTILL.test_prefix, DISTILL.search_prefix),
 }
+# Validated subnets of train_log.csv besides max and min: supernet.val_random's fixed, seeded
+# random subnets, val_rand<k>_<metric> (read when present; older logs have none).
+RANDOM_SUBNET = re.compile(r"rand\d+")
+
+
+def validated_subnets(columns: Iterable[str]) -> list[str]:
+    """The subnet tags of ``val_<tag>_<metric>`` columns: max, min, then rand0, rand1, ...
+    (:data:`RANDOM_SUBNET`), then any other tag."""
+    tags: dict[str, None] = {}
+    for c in columns:
+        for m in ORACLE_METRICS:
+            tail = "_" + m
+            if c.startswith("val_") and c.endswith(tail) and len(c) > 4 + len(tail):
+                tags[c[4:-len(tail)]] = None
+    fixed = [t for t in ("max", "min") if t in tags]
+    rand = sorted((t for t in tags if RANDOM_SUBNET.fullmatch(t)), key=lambda t: int(t[4:]))
+    return fixed + rand + [t for t in tags if t not in fixed and t not in rand]
+
+
 # Genome JSON lists and the gene name of their i-th entry (others: ``key[i]``): the space's.
 GENE_NAMES = GENOME_LIST_GENES
 # Ordered categories (cheapest first) so a categorical gene's code means something.
@@ -151,9 +174,19 @@ class Run:
     latency: pd.DataFrame = field(default_factory=pd.DataFrame)
     distill: pd.DataFrame = field(default_factory=pd.DataFrame)
     distill_meta: dict[str, Any] = field(default_factory=dict)
+    fidelity_record: dict[str, Any] = field(default_factory=dict)  # distill/rank_fidelity.json
     stages: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: dict[str, Path] = field(default_factory=dict)  # table -> the file it came from
     notes: dict[str, str] = field(default_factory=dict)  # table -> why it is empty / caveats
+
+    @property
+    def fidelity(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """:func:`rank_fidelity` of this run (rank_fidelity.json, else computed once)."""
+        cached = self.__dict__.get("_fidelity")
+        if cached is None:
+            cached = rank_fidelity(self.distill, self.fidelity_record)
+            self.__dict__["_fidelity"] = cached
+        return cached
 
     def note(self, key: str) -> str:
         """Why table ``key`` is empty (or a caveat about it)."""
@@ -452,6 +485,8 @@ def _load_distill(run: Run, layout: RunLayout) -> None:
         run.files["distill_dir"] = path.parent
     meta_dir = path.parent if path else layout.distill_dir
     run.distill_meta = _read_json(_find((meta_dir,), DISTILL_JSON), "distill_meta", notes)
+    run.fidelity_record = _read_json(_find((meta_dir,), RANK_FIDELITY_JSON), "rank_fidelity",
+                                     notes)
     if isinstance(run.distill_meta.get("provenance"), dict):
         run.provenance["distill"] = run.distill_meta["provenance"]
 
@@ -595,62 +630,50 @@ def _optuna_importance(x: pd.DataFrame, y: pd.Series, higher: bool,
 
 
 # ---------------------------------------------------------------- derived tables
-def _arch_means(distill: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Test ``metric`` per (arch, arm), averaged over seeds."""
-    col = DISTILL.test_prefix + metric
-    need = {DISTILL.arch, DISTILL.arm, col}
-    if distill.empty or not need <= set(distill.columns):
-        return pd.DataFrame()
-    return distill.groupby([DISTILL.arch, DISTILL.arm], as_index=False)[col].mean()
+def rank_fidelity(distill: pd.DataFrame, record: Mapping[str, Any] | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Rank fidelity of the oracle: ``(arch, oracle, retrained)`` per architecture and the
+    statistics (``n``, ``sample``, ``kendall_tau``, ``spearman_rho``, ``p_value``, ``method``,
+    and ``source``: where they come from).
 
-
-def rank_fidelity(archive: pd.DataFrame, distill: pd.DataFrame, metric: str = "CC"
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Oracle (supernet, archive) score vs retrained test score of each distilled
-    architecture that has an oracle score (the Pareto ones, and the max-subnet peer when the
-    search evaluated the max genome), per arm; and per arm Kendall tau / Spearman rho with
-    their p-values.
-
-    The oracle score comes from the archive row of the architecture's genome id, else from
-    the ``search_<metric>`` column that distill copies from pareto.csv.
+    One computation, the distill stage's (:func:`salnas.distill.fidelity.rank_fidelity`):
+    ``record`` is its ``distill/rank_fidelity.json`` when the run has one; else it is
+    computed from ``results.csv`` the same way (the fidelity sample alone when there is one,
+    else the baseline arm of the retrained architectures). Empty table, ``n`` 0, without
+    results.
     """
-    from scipy.stats import kendalltau, spearmanr
+    from salnas.distill.fidelity import rank_fidelity as compute
 
-    means = _arch_means(distill, metric)
-    if means.empty:
-        return pd.DataFrame(), pd.DataFrame()
-    pareto_archs = distill  # peers without a genome in the archive drop out below
-    oracle: dict[str, float] = {}
-    search_col = DISTILL.search_prefix + metric
-    if search_col in pareto_archs:
-        oracle.update(pareto_archs.groupby(DISTILL.arch)[search_col].first().dropna().to_dict())
-    if not archive.empty and {ARCHIVE.id, metric} <= set(archive.columns):
-        by_id = archive.drop_duplicates(ARCHIVE.id).set_index(ARCHIVE.id)[metric].dropna()
-        for arch in pareto_archs[DISTILL.arch].unique():
-            key = arch
-            if DISTILL.genome_id in pareto_archs:
-                gid = pareto_archs.loc[pareto_archs[DISTILL.arch] == arch, DISTILL.genome_id]
-                key = str(gid.iloc[0]) or arch
-            if key in by_id.index:
-                oracle[str(arch)] = float(by_id[key])
-    table = means[means[DISTILL.arch].isin(oracle)].copy()
-    if table.empty:
-        return pd.DataFrame(), pd.DataFrame()
-    table = table.rename(columns={DISTILL.test_prefix + metric: "retrained"})
-    table.insert(2, "oracle", table[DISTILL.arch].map(oracle))
-    stats = []
-    for arm, part in table.groupby(DISTILL.arm, sort=False):
-        n = len(part)
-        row: dict[str, Any] = {"arm": arm, "n": n, "kendall_tau": math.nan,
-                               "kendall_p": math.nan, "spearman_rho": math.nan,
-                               "spearman_p": math.nan}
-        if n >= 3:  # two points always agree or disagree perfectly: no evidence
-            kt = kendalltau(part["oracle"], part["retrained"])
-            sr = spearmanr(part["oracle"], part["retrained"])
-            row.update(kendall_tau=float(kt.statistic), kendall_p=float(kt.pvalue),
-                       spearman_rho=float(sr.statistic), spearman_p=float(sr.pvalue))
-        stats.append(row)
-    return table.reset_index(drop=True), pd.DataFrame(stats)
+    if record and isinstance(record.get("architectures"), list):
+        stats = dict(record)
+        stats["source"] = f"distill/{RANK_FIDELITY_JSON}"
+    elif distill.empty:
+        return pd.DataFrame(columns=["arch", "oracle", "retrained"]), {
+            "n": 0, "sample": "none", "kendall_tau": None, "spearman_rho": None,
+            "p_value": None, "source": "no results"}
+    elif DISTILL.arm not in distill:
+        return pd.DataFrame(columns=["arch", "oracle", "retrained"]), {
+            "n": 0, "sample": "none", "kendall_tau": None, "spearman_rho": None,
+            "p_value": None, "source": f"{RESULTS_CSV} has no '{DISTILL.arm}' column"}
+    else:
+        frame = distill
+        if DISTILL.kind not in frame:  # results.csv before the column: peers by their name
+            frame = frame.assign(**{DISTILL.kind: frame[DISTILL.arch].astype(str).map(
+                lambda a: DISTILL.peer_kind if a.startswith("peer-") else DISTILL.pareto_kind)})
+        stats = compute(frame)
+        stats["source"] = (f"computed from {RESULTS_CSV} (salnas.distill.fidelity."
+                           f"rank_fidelity; no {RANK_FIDELITY_JSON})")
+    rows = [a for a in stats.get("architectures", []) if isinstance(a, dict)]
+    table = pd.DataFrame(rows, columns=["arch", "oracle", "retrained"])
+    for c in ("oracle", "retrained"):
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    table["arch"] = table["arch"].astype(str)
+    stats.pop("architectures", None)
+    for k in ("kendall_tau", "spearman_rho", "p_value"):
+        v = stats.get(k)
+        stats[k] = float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+    stats["n"] = int(stats.get("n") or len(table))
+    return table, stats
 
 
 def latency_table(archive: pd.DataFrame, lut: dict[str, Any], distill: pd.DataFrame

@@ -1,11 +1,13 @@
 """One self-contained HTML report of a run (``salnas report``) or of several (``salnas compare``).
 
 The file embeds plotly.js once, in ``<head>``, and every table as a ``data:`` CSV download,
-so it opens from ``file://`` with no network. Every string read from a file or a config
-(names, paths, ids, commands, YAML) goes through :func:`html.escape` (``esc``) before it
-enters the page; Plotly's own JSON escapes ``<`` and ``/`` inside scripts. A section whose
-stage has not run shows why (:attr:`analysis.load.Run.notes`) instead of failing, and a
-figure that fails is reported in the page and in :attr:`Page.problems`.
+so it opens from ``file://`` with no network (``plotlyjs="directory"`` instead writes one shared
+``plotly.min.js`` beside the report and links it, for folders of many reports). The first
+section recommends a model (:mod:`analysis.recommend`); the details follow. Every string read
+from a file or a config (names, paths, ids, commands, YAML) goes through :func:`html.escape`
+(``esc``) before it enters the page; Plotly's own JSON escapes ``<`` and ``/`` inside scripts.
+A section whose stage has not run shows why (:attr:`analysis.load.Run.notes`) instead of
+failing, and a figure that fails is reported in the page and in :attr:`Page.problems`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import plotly.io as pio
 import yaml
 
 from salnas.analysis import figures as F
+from salnas.analysis import recommend as R
 from salnas.analysis.figures import NoData, esc
 from salnas.analysis.format import format_number
 from salnas.analysis.load import (
@@ -38,9 +41,10 @@ from salnas.analysis.load import (
     higher_is_better,
     latency_stats,
     load_run,
-    rank_fidelity,
 )
-from salnas.distill.summary import kd_pairs, kd_summary
+from salnas.colormap import colorize
+from salnas.distill.summary import arm_differences, arm_pairs, arm_summary, compared_arms
+from salnas.errors import SalnasError
 from salnas.io import provenance, write_text_atomic
 from salnas.layout import (
     ARCHIVE,
@@ -61,11 +65,14 @@ from salnas.layout import (
     TRAIN_LOG_CSV,
 )
 
-__all__ = ["Page", "build_compare", "build_report", "write_compare", "write_report"]
+__all__ = ["PLOTLYJS_MODES", "Page", "build_compare", "build_report", "write_compare",
+           "write_report"]
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 THUMB_WIDTH = 176  # gallery thumbnails, pixels: 4 images x (3 + models) stay small
 CENTRE_BIAS_MAX_TRAIN = 200  # gallery centre bias from at most this many training images
+PLOTLYJS_MODES = ("inline", "directory")  # plotly.js in the page, or one shared file beside it
+PLOTLYJS_FILE = "plotly.min.js"  # the shared file's name (plotly's include_plotlyjs="directory")
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;
@@ -132,9 +139,18 @@ class Page:
             self.problems.append(message)
             return f'<div class="problem">{esc(message)}</div>'
 
-    def render(self) -> str:
+    def render(self, plotlyjs: str = "inline") -> str:
+        """The HTML page; ``plotlyjs`` "inline" embeds plotly.js, "directory" links
+        ``plotly.min.js`` beside the page (:func:`write_plotlyjs` writes it)."""
         from plotly.offline import get_plotlyjs
 
+        if plotlyjs not in PLOTLYJS_MODES:
+            raise SalnasError(f"plotlyjs must be one of {', '.join(PLOTLYJS_MODES)}, "
+                              f"not {plotlyjs!r}")
+        # Inline: the file works offline from file://, alone.
+        script = (f'<script type="text/javascript">{get_plotlyjs()}</script>'
+                  if plotlyjs == "inline" else
+                  f'<script type="text/javascript" src="{PLOTLYJS_FILE}"></script>')
         nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in self.sections)
         body = "\n".join(f'<section id="{a}"><h2>{esc(t)}</h2>\n{h}\n</section>'
                          for a, t, h in self.sections)
@@ -144,8 +160,7 @@ class Page:
             f"<title>{esc(self.title)}</title>\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<style>{CSS}</style>\n"
-            # plotly.js once, inline: the file works offline from file://.
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n<body>\n"
+            f"{script}\n</head>\n<body>\n"
             f"<header><h1>{esc(self.title)}</h1>{sub}</header>\n<nav>{nav}</nav>\n"
             f"<main>\n{body}\n</main>\n</body>\n</html>\n"
         )
@@ -235,12 +250,19 @@ def _key_numbers(run: Run) -> str:
         cards.append(("final hypervolume", _num(float(run.hv_history[HV.hypervolume].iloc[-1]))))
     if "CC" in a and a["CC"].notna().any():
         cards.append(("best oracle CC", _num(float(a["CC"].max()))))
-    _, stats = rank_fidelity(run.archive, run.distill, "CC")
-    for _, r in stats.iterrows():
-        cards.append((f"Kendall τ, {r['arm']}", _num(r["kendall_tau"])))
-    pairs = kd_pairs(run.distill, "CC")
-    if not pairs.empty:
-        cards.append(("Self-KD − baseline test CC", f"{pairs['difference'].mean():+.4f}"))
+    _, fidelity = run.fidelity
+    if fidelity.get("n"):
+        cards.append(("rank fidelity, Kendall τ",
+                      f"{_num(fidelity.get('kendall_tau'))} "
+                      f"<small>(n {int(fidelity['n'])}, p {_num(fidelity.get('p_value'))})"
+                      "</small>"))
+    for arm in compared_arms(run.distill):
+        pairs = arm_pairs(run.distill, "CC", arm)
+        if not pairs.empty:
+            label = F.ARM_STYLE.get(arm, (arm,))[0]
+            cards.append((f"{label} − baseline test CC",
+                          f"{pairs['difference'].mean():+.4f} <small>({len(pairs)} pairs)"
+                          "</small>"))
     if not run.stages.empty:
         wall = run.stages["wall_s"].sum(min_count=1)
         kwh = run.stages["energy_kwh"].sum(min_count=1)
@@ -251,6 +273,64 @@ def _key_numbers(run: Run) -> str:
         return note("no stage has produced results yet")
     return '<div class="cards">' + "".join(
         f'<div class="card">{esc(k)}<b>{v}</b></div>' for k, v in cards) + "</div>"
+
+
+def _model_link(run: Run, model_dir: Any, out_dir: Path) -> str:
+    """A relative link to the model file of one distilled arm (model.pt first), or '–'."""
+    files = run.model_files(str(model_dir)) if isinstance(model_dir, str) else []
+    if not files:
+        return "–"
+    f = files[0]
+    return f'<a href="{_href(f, out_dir)}">{esc(f"{model_dir}/{f.name}")}</a>'
+
+
+def _with_links(run: Run, frame: pd.DataFrame, out_dir: Path
+                ) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """``frame`` with its ``model_dir`` column turned into links to the model files."""
+    if DISTILL.model_dir not in frame:
+        return frame, ()
+    frame = frame.copy()
+    frame["model file"] = [_model_link(run, d, out_dir) for d in frame[DISTILL.model_dir]]
+    return frame.drop(columns=DISTILL.model_dir), ("model file",)
+
+
+def _recommend_section(run: Run, page: Page, out_dir: Path) -> None:
+    """The analyst's question first: which model for my budget, where is the knee, and does
+    the search beat the hand designs (:mod:`analysis.recommend`)."""
+    title = "Which model to use"
+    pool, source = R.model_pool(run)
+    if pool.empty:
+        why = run.note("pareto") if run.distill.empty else run.note("distill")
+        page.section("recommend", title, [note(
+            "nothing to recommend yet: no retrained Pareto model and no Pareto set (" + why
+            + ")")])
+        return
+    parts = [f'<p class="caption">{esc(R.pool_caption(source, run))} Best = highest CC; '
+             "budgets from search.constraints, then the 25th, 50th and 75th percentile of "
+             "the candidates' latency, FLOPs and parameters.</p>"]
+    best = R.best_per_budget(pool, run.constraints)
+    frame, raw = _with_links(run, best, out_dir)
+    parts.append(table(frame, raw_html=raw, max_rows=None))
+    parts.append("<h3>Knee of the front</h3>")
+    knees = R.knees(pool)
+    frame, raw = _with_links(run, knees, out_dir)
+    parts.append(table(frame, raw_html=raw, max_rows=None) if not knees.empty else
+                 note("no cost column to find a knee on"))
+    parts.append('<p class="caption">Knee: on the 2-D front of CC against the cost, both '
+                 "scaled to [0, 1] over the front, the model farthest from the straight line "
+                 "through the front's two ends (distance in those units): past it, cost buys "
+                 "little CC.</p>")
+    parts.append("<h3>Does the front beat the hand designs?</h3>")
+    dominance, missing = R.peer_dominance(run, pool, source)
+    if not dominance.empty:
+        parts.append(table(dominance, max_rows=None))
+        parts.append('<p class="caption">A retrained Pareto model of the same arm dominates a '
+                     "peer when its test CC is at least the peer's and its cost at most the "
+                     "peer's, one of them strictly; per cost and on every cost together (best "
+                     "CC first).</p>")
+    if missing:
+        parts.append(note("; ".join(missing)))
+    page.section("recommend", title, parts)
 
 
 def _summary_section(run: Run, page: Page) -> None:
@@ -315,10 +395,17 @@ def _baselines_section(run: Run, page: Page) -> None:
     frame.index.name = "reference"
     notes = as_dict(run.baselines_meta.get("notes"))
     caption = " ".join(f"{k}: {v}." for k, v in notes.items() if k in frame.index)
+    beaten = list(run.baselines.attrs.get(F.BEATEN, ()))
+    if beaten:
+        synthetic = ("On synthetic data the observers are drawn from the generating map, which "
+                     "is the real ceiling. " if "generating_map" in frame.index else "")
+        caption += (f" Models beat the split-half inter-observer score in {', '.join(beaten)}: "
+                    f"it is no ceiling there, and those axes label it "
+                    f"\"{F.SPLIT_HALF_LABEL}\". {synthetic}")
     page.section("baselines", "Floor and ceiling of the dataset", [
         table(frame, index=True),
         f'<p class="caption">Every accuracy axis below draws the centre-bias floor and the '
-        f"inter-observer ceiling as horizontal lines. {esc(caption)}</p>"])
+        f"inter-observer score as horizontal lines. {esc(caption)}</p>"])
 
 
 def _training_section(run: Run, page: Page) -> None:
@@ -327,10 +414,11 @@ def _training_section(run: Run, page: Page) -> None:
         return
     page.section("supernet", "Supernet training", [
         page.figure(lambda: F.training_curves(run.train_log, run.baselines),
-                    "Max and min subnets validated after BN recalibration at the end of every "
-                    "epoch; dashed lines: the dataset's floor and ceiling (test split); dotted: "
-                    "the kept epoch, whose weights the search and distillation inherit "
-                    "(supernet.keep)."),
+                    "Max, min and the fixed random subnets (supernet.val_random; the same "
+                    "genomes every epoch, dashed) validated after BN recalibration at the end "
+                    "of every epoch; dashed horizontal lines: the dataset's floor and ceiling "
+                    "(test split); dotted: the kept epoch, whose weights the search and "
+                    "distillation inherit (supernet.keep)."),
         _details(TRAIN_LOG_CSV, table(run.train_log)),
     ])
 
@@ -412,26 +500,52 @@ def _retrain_section(run: Run, page: Page) -> None:
         page.section("retrain", "Retrained architectures", [note(run.note("distill"))])
         return
     parts = ["<h3>Rank fidelity of the oracle</h3>"]
-    table_, stats = rank_fidelity(run.archive, run.distill, "CC")
+    table_, stats = run.fidelity
     parts.append(page.figure(
         lambda: F.rank_fidelity_scatter(table_, stats, "CC", run.baselines),
         "Does the supernet rank architectures as standalone training does? x: the oracle's CC "
-        "(archive); y: test CC after retraining (mean over seeds). τ: Kendall, ρ: Spearman "
-        "(scipy.stats), computed from 3 architectures on."))
-    if not stats.empty:
-        parts.append(table(stats))
-    parts.append("<h3>Self-KD against the baseline</h3>")
-    pairs = kd_pairs(run.distill, "CC")
-    parts.append(page.figure(lambda: F.kd_dumbbell(pairs, "CC", run.baselines),
-                             "Same architecture, same seed, same initialisation; the baseline "
-                             "learns from the ground truth only."))
-    summary = kd_summary(run.distill)
+        "(search_CC); y: test CC after retraining (mean over seeds). With a rank-fidelity "
+        "sample (distill.fidelity) only its architectures count, at their one short budget; "
+        "else the baseline arm of the retrained architectures. τ: Kendall, ρ: Spearman, p: "
+        "permutation p-value of τ, from 3 architectures on."))
+    shown = {k: stats.get(k) for k in ("n", "sample", "kendall_tau", "spearman_rho", "p_value",
+                                       "fidelity_epochs", "method", "source") if k in stats}
+    parts.append(table(pd.DataFrame({"statistic": list(shown),
+                                     "value": [v if isinstance(v, int | float) and not
+                                               isinstance(v, bool) else str(v)
+                                               for v in shown.values()]})))
+    page.section("retrain", "Retrained architectures: rank fidelity", parts)
+
+
+def _arms_section(run: Run, page: Page) -> None:
+    if run.distill.empty:
+        page.section("arms", "Arms and hand-designed peers", [note(run.note("distill"))])
+        return
+    models = R.retrained_models(run.distill)
+    parts = [page.figure(
+        lambda: F.retrained_fronts(models, "CC", run.baselines),
+        "Each arm's retrained Pareto architectures (test split, mean over seeds) with that "
+        "arm's 2-D front, on the same axes; every hand-designed peer with its own marker "
+        "(star: max subnet, diamond: Lite0 + small decoder, square: CSNet, triangle: pruned "
+        "CSNet) and its name, coloured by arm. Latency as distill measured it.")]
+    arms = compared_arms(run.distill)
+    teacher = run.distill_meta.get("teacher")
+    diffs = pd.concat([arm_differences(run.distill, m) for m in R.METRICS],
+                      ignore_index=True)
+    parts.append(page.figure(
+        lambda: F.arm_differences(diffs, R.METRICS),
+        "Paired by architecture and seed (same initialisation): each point is the mean over "
+        "seeds of arm − baseline, the bar ± its std over seeds (none with one seed). The "
+        "baseline learns from the ground truth only" + (f"; teacher: {teacher}" if teacher
+                                                         else "") + "."))
+    summary = arm_summary(run.distill, arms, R.METRICS)
     if not summary.empty:
         parts.append(table(summary))
-        parts.append('<p class="caption">mean_difference = Self-KD − baseline over (architecture,'
-                     " seed) pairs; selfkd_better counts pairs where Self-KD is better in the "
-                     "metric's own direction.</p>")
-    page.section("retrain", "Retrained architectures", parts)
+        parts.append('<p class="caption">mean_difference = arm − baseline over (architecture, '
+                     "seed) pairs; arm_better counts the pairs where the arm is better in the "
+                     "metric's own direction; p_value: two-sided Wilcoxon signed-rank test of "
+                     "the pairs (salnas.distill.summary).</p>")
+    page.section("arms", "Retrained models: arms and hand-designed peers", parts)
 
 
 def _latency_section(run: Run, page: Page) -> None:
@@ -454,19 +568,29 @@ def _pareto_models(run: Run, out_dir: Path) -> pd.DataFrame:
     """Pareto architectures with their retrained scores and relative links to model files."""
     if run.pareto.empty:
         return pd.DataFrame()
-    keep = [c for c in (ARCHIVE.id, *ORACLE_METRICS, *COSTS) if c in run.pareto]
-    frame = run.pareto[keep].copy()
-    by = next((c for c in COSTS if c in frame), None)
+    p = run.pareto
+    keep = [c for c in (ARCHIVE.id, *ORACLE_METRICS, *COSTS, ARCHIVE.latency_source) if c in p]
+    frame = p[keep].copy()
+    # Latency and resolution always have a column ('–' where the search recorded none).
+    if ARCHIVE.latency not in frame:
+        frame[ARCHIVE.latency] = math.nan
+    frame["resolution"] = (p[ARCHIVE.genome].map(R.resolution_of) if ARCHIVE.genome in p
+                           else "")
+    by = next((c for c in COSTS if c in frame and frame[c].notna().any()), None)
     if by is not None:
         frame = frame.sort_values(by, ignore_index=True)
     if not run.distill.empty and DISTILL.arch in run.distill:
         d = run.distill
-        for arm in (DISTILL.baseline, DISTILL.selfkd):
+        arms = [DISTILL.baseline, *compared_arms(d)]
+        for arm in arms:
             col = DISTILL.test_prefix + "CC"
             part = d[d[DISTILL.arm] == arm] if DISTILL.arm in d else d.iloc[0:0]
             if col in part:
                 frame[f"test CC {arm}"] = frame[ARCHIVE.id].map(part.groupby(DISTILL.arch)[col]
                                                                 .mean())
+        if DISTILL.latency in d:
+            frame["retrained latency (ms)"] = frame[ARCHIVE.id].map(
+                d.groupby(DISTILL.arch)[DISTILL.latency].median())
         links = []
         for arch in frame[ARCHIVE.id]:
             rows = d[d[DISTILL.arch] == arch]
@@ -477,8 +601,12 @@ def _pareto_models(run: Run, out_dir: Path) -> pd.DataFrame:
                     bits.append(f'<a href="{_href(f, out_dir)}">{esc(label)}</a>')
             links.append("<br>".join(dict.fromkeys(bits)) or "–")
         frame["model files"] = links
-    frame = frame.dropna(axis=1, how="all")  # e.g. latency when nothing measured it
-    return frame.rename(columns={m: f"oracle {m}" for m in ORACLE_METRICS})
+    keep_empty = {ARCHIVE.latency}
+    frame = frame[[c for c in frame.columns if c in keep_empty or frame[c].notna().any()]]
+    return frame.rename(columns={**{m: f"oracle {m}" for m in ORACLE_METRICS},
+                                 ARCHIVE.latency: f"search latency (ms, {R.latency_backend(run)})",
+                                 ARCHIVE.latency_source: "latency source"})
+
 
 
 def _models_section(run: Run, page: Page, out_dir: Path) -> None:
@@ -499,15 +627,23 @@ def _downloads_section(run: Run, page: Page) -> None:
     genes = run.genes.copy()
     if not genes.empty and ARCHIVE.id in run.archive:
         genes.insert(0, ARCHIVE.id, run.archive[ARCHIVE.id])
-    fidelity, _ = rank_fidelity(run.archive, run.distill, "CC")
-    tables = {ARCHIVE_CSV: run.archive, PARETO_CSV: run.pareto,
+    fidelity, _ = run.fidelity
+    pool, _ = R.model_pool(run)
+    pairs = [arm_pairs(run.distill, m, arm).assign(metric=m, arm=arm)
+             for arm in compared_arms(run.distill) for m in R.METRICS]
+    pairs = [p for p in pairs if not p.empty]
+    tables = {"recommendation.csv": R.best_per_budget(pool, run.constraints),
+              ARCHIVE_CSV: run.archive, PARETO_CSV: run.pareto,
               HV_CSV: run.hv_history, TRAIN_LOG_CSV: run.train_log,
               "baselines.csv": run.baselines.reset_index(names="reference")
               if not run.baselines.empty else run.baselines,
               "genes.csv": genes, "distill_results.csv": run.distill,
-              "rank_fidelity.csv": fidelity, "kd_pairs.csv": kd_pairs(run.distill, "CC"),
+              "rank_fidelity.csv": fidelity,
+              "arm_pairs.csv": pd.concat(pairs, ignore_index=True) if pairs else None,
+              "arm_summary.csv": arm_summary(run.distill),
               "latency.csv": run.latency, "stages.csv": run.stages}
-    links = [csv_link(f, n) for n, f in tables.items() if f is not None and not f.empty]
+    links = [csv_link(f, n) for n, f in tables.items()
+             if isinstance(f, pd.DataFrame) and not f.empty]
     page.section("downloads", "Downloads", [
         '<p class="downloads">' + " ".join(links) + "</p>" if links else note("no tables"),
         '<p class="caption">CSV files embedded in this page (data: URIs): nothing to fetch.</p>'])
@@ -529,13 +665,17 @@ def build_report(run: Run, out_path: Path, gallery: int = 4, gallery_models: int
     out_dir = Path(out_path).resolve().parent
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = Page(f"salnas report: {run.name}", [str(run.path.resolve()), f"made {stamp}"])
+    if not run.baselines.empty:  # where a model beats the split-half line, it is no ceiling
+        run.baselines = F.label_references(run.baselines, _best_scores(run))
     sections: list[tuple[str, str, Callable[[], None]]] = [
+        ("recommend", "Which model to use", lambda: _recommend_section(run, page, out_dir)),
         ("summary", "Run summary", lambda: _summary_section(run, page)),
         ("baselines", "Floor and ceiling", lambda: _baselines_section(run, page)),
         ("supernet", "Supernet training", lambda: _training_section(run, page)),
         ("search", "Architecture search", lambda: _search_section(run, page)),
         ("genes", "Genes", lambda: _genes_section(run, page)),
         ("retrain", "Retrained architectures", lambda: _retrain_section(run, page)),
+        ("arms", "Arms and hand-designed peers", lambda: _arms_section(run, page)),
         ("latency", "Latency predictor", lambda: _latency_section(run, page)),
     ]
     if gallery > 0:
@@ -555,13 +695,57 @@ def build_report(run: Run, out_path: Path, gallery: int = 4, gallery_models: int
     return page
 
 
+def _best_scores(run: Run) -> dict[str, float]:
+    """The best score of any model per metric: oracle scores of the archive and retrained
+    test scores (what the split-half inter-observer line is compared with)."""
+    best: dict[str, float] = {}
+    for m in ORACLE_METRICS:
+        values = []
+        if m in run.archive:
+            values.append(run.archive[m])
+        col = DISTILL.test_prefix + m
+        if col in run.distill:
+            values.append(run.distill[col])
+        scores = pd.concat(values).dropna() if values else pd.Series(dtype=float)
+        if len(scores):
+            best[m] = float(scores.max() if higher_is_better(m) else scores.min())
+    return best
+
+
+def write_plotlyjs(folder: Path) -> Path:
+    """``folder/plotly.min.js``, the plotly.js that reports made with
+    ``plotlyjs="directory"`` link; rewritten only when it differs from this plotly's."""
+    from plotly.offline import get_plotlyjs
+
+    path = Path(folder) / PLOTLYJS_FILE
+    text = get_plotlyjs()
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        write_text_atomic(path, text)
+    return path
+
+
+def _write_page(page: Page, out_path: Path, plotlyjs: str) -> None:
+    text = page.render(plotlyjs)  # validates plotlyjs before anything is written
+    if plotlyjs == "directory":
+        write_plotlyjs(out_path.parent)
+    write_text_atomic(out_path, text)
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, gallery: int = 4,
-                 gallery_models: int = 4) -> tuple[Path, Page]:
-    """Load ``run_dir``, build its report and write it atomically (default RUN_DIR/report.html)."""
+                 gallery_models: int = 4, plotlyjs: str = "inline") -> tuple[Path, Page]:
+    """Load ``run_dir``, build its report and write it atomically (default RUN_DIR/report.html).
+
+    ``plotlyjs``: "inline" (default) embeds plotly.js, a self-contained file; "directory"
+    writes one ``plotly.min.js`` beside the report and links it (many reports, one copy).
+    """
     run = load_run(run_dir)
     out_path = Path(out) if out is not None else run.path / REPORT_HTML
     page = build_report(run, out_path, gallery, gallery_models)
-    write_text_atomic(out_path, page.render())
+    _write_page(page, out_path, plotlyjs)
     return out_path, page
 
 
@@ -647,10 +831,10 @@ def build_compare(paths: Sequence[Path]) -> Page:
     return page
 
 
-def write_compare(paths: Sequence[str | Path], out: str | Path) -> tuple[Path, Page]:
-    """Build the comparison of ``paths`` and write it atomically to ``out``."""
-    from salnas.errors import SalnasError
-
+def write_compare(paths: Sequence[str | Path], out: str | Path, plotlyjs: str = "inline"
+                  ) -> tuple[Path, Page]:
+    """Build the comparison of ``paths`` and write it atomically to ``out`` (``plotlyjs`` as
+    for :func:`write_report`)."""
     dirs = [Path(p) for p in paths]
     if len(dirs) < 2:
         raise SalnasError("salnas compare needs two or more run directories")
@@ -658,7 +842,7 @@ def write_compare(paths: Sequence[str | Path], out: str | Path) -> tuple[Path, P
         if not d.is_dir():
             raise SalnasError(f"{d} is not a run directory (no such folder)")
     page = build_compare(dirs)
-    write_text_atomic(Path(out), page.render())
+    _write_page(page, Path(out), plotlyjs)
     return Path(out), page
 
 
@@ -672,16 +856,6 @@ def png_data_uri(rgb: np.ndarray) -> str:
 
 
 # ---------------------------------------------------------------- saliency gallery
-def _viridis() -> np.ndarray:
-    """256 x 3 uint8 colour table interpolated from Plotly's Viridis anchors."""
-    from plotly.colors import hex_to_rgb, sequential
-
-    anchors = np.array([hex_to_rgb(c) for c in sequential.Viridis], dtype=np.float64)
-    t = np.linspace(0, 1, len(anchors))
-    x = np.linspace(0, 1, 256)
-    return np.stack([np.interp(x, t, anchors[:, k]) for k in range(3)], 1).astype(np.uint8)
-
-
 def _thumb(rgb: np.ndarray) -> np.ndarray:
     from PIL import Image
 
@@ -691,17 +865,14 @@ def _thumb(rgb: np.ndarray) -> np.ndarray:
 
 
 def _heat(m: np.ndarray) -> np.ndarray:
-    """A saliency map (any scale) as a Viridis thumbnail, min-max scaled (a map is only
-    defined up to a monotone transform for display; CC and NSS ignore offset and scale)."""
+    """A saliency map (any scale) as a Viridis thumbnail, min-max scaled
+    (:func:`salnas.colormap.colorize`, the one colour map of salnas)."""
     from salnas.datasets.prepare import resize_map
 
     h, w = m.shape
     small = resize_map(np.asarray(m, np.float32), (max(1, round(h * THUMB_WIDTH / w)),
                                                     THUMB_WIDTH))
-    lo, hi = float(small.min()), float(small.max())
-    idx = np.zeros(small.shape, np.uint8) if hi <= lo else (
-        np.clip((small - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-    return _viridis()[idx]
+    return colorize(small)
 
 
 def _with_fixations(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

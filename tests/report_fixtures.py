@@ -38,6 +38,7 @@ from salnas.layout import (
     ORACLE_METRICS,
     PARETO_CSV,
     PROVENANCE_JSON,
+    RANK_FIDELITY_JSON,
     RESULTS_CSV,
     SEARCH_JSON,
     SPLIT_JSON,
@@ -131,7 +132,9 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
             row = dict(zip(TRAIN_LOG_COLUMNS, (
                 e, 2e-3 * (1 + math.cos(math.pi * e / 4)) / 2, 30 - 7 * (e - 1),
                 2.0 / e + 0.5, 2.2 / e + 0.6, 2.1 / e + 0.55, 40 + e, 20.0 + e), strict=True))
-            for tag, scale in (("max", 1.0), ("min", 0.85)):
+            # max, min and supernet.val_random's four fixed random subnets (rand<k>)
+            for tag, scale in (("max", 1.0), ("min", 0.85), ("rand0", 0.9), ("rand1", 0.95),
+                               ("rand2", 0.88), ("rand3", 0.97)):
                 cc = scale * (0.75 - 0.4 / e)
                 row.update({TRAIN_LOG.val(tag, m): v for m, v in zip(
                     ORACLE_METRICS, (cc, 1.6 - cc, 3.5 * cc, 0.25 + 0.5 * cc, 0.7 + 0.25 * cc),
@@ -223,10 +226,26 @@ def make_fake_run(root: Path, name: str = "fake-run", *, stages: Sequence[str] =
     return run
 
 
+# Hand-designed peers: (arch, test CC, params, FLOPs, latency ms, params before pruning).
+# peer-max is the most accurate and dearest; peer-fpn sits above the fake front's cost range;
+# the CSNet pair is cheaper than every Pareto model.
+PEER_ROWS = (("peer-max", 0.74, 420_000, 3.2e7, 2.6, None),
+             ("peer-fpn", 0.60, 390_000, 2.4e7, 2.1, None),
+             ("peer-csnet", 0.47, 90_000, 1.5e6, 0.22, None),
+             ("peer-csnet-dwd", 0.45, 30_000, 6e5, 0.16, 90_000))
+ARM_GAIN = {DISTILL.baseline: 0.0, DISTILL.selfkd: 0.012, DISTILL.teacher: 0.02}
+SEEDS = (0, 1)
+
+
 def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
                    rng: np.random.Generator, n_distilled: int, models: bool) -> None:
+    """results.csv with the three arms x two seeds of ``n_distilled`` Pareto architectures
+    and the four peers, a rank-fidelity sample (kind fidelity) of the whole front, model files
+    of two architectures (seed 0, Self-KD and baseline), distill.json and rank_fidelity.json
+    (written by :func:`salnas.distill.fidelity.rank_fidelity`, as distill does)."""
     import torch
 
+    from salnas.distill.fidelity import FIDELITY_KIND, rank_fidelity
     from salnas.supernet.model import Supernet
     from salnas.supernet.space import Genome
     from salnas.supernet.subnet import save_subnet
@@ -236,48 +255,71 @@ def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
     picks = front.sort_values("flops")
     idx = np.unique(np.linspace(0, len(picks) - 1, min(n_distilled, len(picks))).round()
                     .astype(int))
-    chosen = picks.iloc[idx]
+    chosen = picks.iloc[idx] if n_distilled > 0 else picks.iloc[0:0]
     rows = []
-    archs = [(r[ARCHIVE.id], "pareto", r) for _, r in chosen.iterrows()]
-    archs += [("peer-max", "peer", None), ("peer-csnet", "peer", None)]
-    for n, (arch, kind, r) in enumerate(archs):
-        base_cc = float(r["CC"]) - 0.05 + rng.normal(0, 0.015) if r is not None else 0.6 + 0.02 * n
-        for arm in (DISTILL.selfkd, DISTILL.baseline):
-            kd = arm == DISTILL.selfkd
-            cc = base_cc + (0.012 if kd else 0.0) + rng.normal(0, 0.004)
-            model_dir = f"{arch}/{arm}"
-            row = {DISTILL.arch: arch, DISTILL.kind: kind,
-                   DISTILL.genome_id: arch if kind == "pareto" else "", DISTILL.arm: arm,
-                   DISTILL.kd: kd, DISTILL.alpha: 0.5 if kd else 1.0, "alpha_end": 0.5 if kd
-                   else 1.0, DISTILL.seed: 0, "init": "inherited", "kfold": 0,
-                   DISTILL.epochs: 2, "best_epoch": 2, "teacher_snapshots": 2 if kd else 0,
-                   "val_CC": cc + 0.01, "test_CC": cc, "test_KLD": 1.6 - cc,
-                   "test_NSS": 3.6 * cc, "test_SIM": 0.25 + 0.5 * cc,
-                   "test_AUC_Judd": 0.7 + 0.25 * cc, "test_AUC_Borji": 0.68 + 0.25 * cc,
-                   "test_sAUC": 0.55 + 0.1 * cc, "test_IG": cc,
-                   DISTILL.params: r["params"] if r is not None else 300_000,
-                   DISTILL.flops: r["flops"] if r is not None else 2.6e7,
-                   DISTILL.latency: (float(r[ARCHIVE.latency]) * (1 + rng.normal(0, 0.05))
-                                     if r is not None else 4.0),
-                   "resolution": "64x96", DISTILL.energy: 1e-4 * (1 + n),
-                   DISTILL.co2: 4e-5 * (1 + n), "energy_s": 30.0, DISTILL.train_s: 28.0,
-                   DISTILL.wall_s: 31.0, "onnx": False, DISTILL.model_dir: model_dir,
-                   DISTILL.genome: r[ARCHIVE.genome] if r is not None else ""}
-            if r is not None:
-                row.update({DISTILL.search_prefix + m: float(r[m]) for m in ORACLE_METRICS})
-            rows.append(row)
-            if models and r is not None and n < 2:
-                genome = Genome.from_json(r[ARCHIVE.genome], space)
-                torch.manual_seed(n)
-                net = Supernet(space, pretrained=False).extract(genome).eval()
-                (ddir / model_dir).mkdir(parents=True, exist_ok=True)
-                save_subnet(ddir / model_dir / "model.pt", net, genome, config_obj, arch=arch,
-                            arm=arm, seed=0, kd=kd)
-                (ddir / model_dir / "result.json").write_text(json.dumps({"row": {}}))
-    pd.DataFrame(rows).to_csv(ddir / RESULTS_CSV, index=False)
+    archs: list[tuple[str, str, Any, Any]] = [(r[ARCHIVE.id], "pareto", r, None)
+                                              for _, r in chosen.iterrows()]
+    archs += [(p[0], "peer", None, p) for p in PEER_ROWS]
+    archs += [(f"{FIDELITY_KIND}-{r[ARCHIVE.id]}", FIDELITY_KIND, r, None)
+              for _, r in picks.iterrows()]
+    teacher = "max"
+    for n, (arch, kind, r, peer) in enumerate(archs):
+        base_cc = (float(r["CC"]) - 0.05 + rng.normal(0, 0.015) if r is not None
+                   else peer[1])
+        fidelity = kind == FIDELITY_KIND
+        arms = ((DISTILL.baseline,) if fidelity else
+                (DISTILL.selfkd, DISTILL.baseline) if arch == "peer-max"  # the teacher itself
+                else (DISTILL.selfkd, DISTILL.baseline, DISTILL.teacher))
+        for seed in (SEEDS[:1] if fidelity else SEEDS):
+            for arm in arms:
+                kd = arm == DISTILL.selfkd
+                cc = (base_cc - (0.04 if fidelity else 0.0) + ARM_GAIN[arm]
+                      + rng.normal(0, 0.004))
+                model_dir = f"{arch}/{arm}" + (f"_seed{seed}" if seed else "")
+                params = r["params"] if r is not None else peer[2]
+                row = {DISTILL.arch: arch, DISTILL.kind: kind,
+                       DISTILL.genome_id: r[ARCHIVE.id] if r is not None else "",
+                       DISTILL.arm: arm, DISTILL.kd: kd,
+                       DISTILL.alpha: 1.0 if arm == DISTILL.baseline else 0.5,
+                       "alpha_end": 1.0 if arm == DISTILL.baseline else 0.5,
+                       "teacher": {DISTILL.selfkd: "self", DISTILL.teacher: teacher}.get(arm, ""),
+                       DISTILL.seed: seed, "init": "inherited" if peer is None else "scratch",
+                       "kfold": 0, DISTILL.epochs: 1 if fidelity else 2, "best_epoch": 2,
+                       "teacher_snapshots": 2 if kd else 0,
+                       "val_CC": cc + 0.01, "test_CC": cc, "test_KLD": 1.6 - cc,
+                       "test_NSS": 3.6 * cc, "test_SIM": 0.25 + 0.5 * cc,
+                       "test_AUC_Judd": 0.7 + 0.25 * cc, "test_AUC_Borji": 0.68 + 0.25 * cc,
+                       "test_sAUC": 0.55 + 0.1 * cc, "test_IG": cc,
+                       DISTILL.params: params,
+                       "params_unpruned": peer[5] if peer is not None and peer[5] else params,
+                       DISTILL.flops: r["flops"] if r is not None else peer[3],
+                       DISTILL.latency: (float(r[ARCHIVE.latency]) if r is not None
+                                         else peer[4]) * (1 + rng.normal(0, 0.05)),
+                       "resolution": ("x".join(str(v) for v in json.loads(r[ARCHIVE.genome])
+                                               ["resolution"]) if r is not None else "64x96"),
+                       DISTILL.energy: 1e-4 * (1 + n), DISTILL.co2: 4e-5 * (1 + n),
+                       "energy_s": 30.0, DISTILL.train_s: 28.0,
+                       DISTILL.wall_s: 31.0, "onnx": False, DISTILL.model_dir: model_dir,
+                       DISTILL.genome: r[ARCHIVE.genome] if r is not None else ""}
+                if r is not None:
+                    row.update({DISTILL.search_prefix + m: float(r[m]) for m in ORACLE_METRICS})
+                rows.append(row)
+                if (models and kind == "pareto" and n < 2 and seed == 0
+                        and arm != DISTILL.teacher):
+                    genome = Genome.from_json(r[ARCHIVE.genome], space)
+                    torch.manual_seed(n)
+                    net = Supernet(space, pretrained=False).extract(genome).eval()
+                    (ddir / model_dir).mkdir(parents=True, exist_ok=True)
+                    save_subnet(ddir / model_dir / "model.pt", net, genome, config_obj,
+                                arch=arch, arm=arm, seed=0, kd=kd)
+                    (ddir / model_dir / "result.json").write_text(json.dumps({"row": {}}))
+    results = pd.DataFrame(rows)
+    results.to_csv(ddir / RESULTS_CSV, index=False)
+    write_json_atomic(ddir / RANK_FIDELITY_JSON, {**rank_fidelity(results, n_resamples=999),
+                                                  "fidelity_epochs": 1})
     write_json_atomic(ddir / DISTILL_JSON, {
-        "status": Status.DONE.value, "select": "crowding:3", "seeds": [0],
-        "arms": [DISTILL.selfkd, DISTILL.baseline],
+        "status": Status.DONE.value, "select": "crowding:3", "seeds": list(SEEDS),
+        "arms": [DISTILL.selfkd, DISTILL.baseline, DISTILL.teacher], "teacher": teacher,
         "wall_s": 31.0 * len(rows), "provenance": provenance(stage="distill")})
 
 

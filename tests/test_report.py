@@ -38,9 +38,11 @@ from salnas.analysis.format import format_number
 from salnas.analysis.load import (
     COLUMNS_READ,
     PREFIXES_READ,
+    RANDOM_SUBNET,
     decode_genes,
     gene_importance,
     rank_fidelity,
+    validated_subnets,
 )
 from salnas.analysis.report import build_report, gallery_html, write_compare, write_report
 from salnas.cli import app
@@ -60,8 +62,11 @@ from salnas.layout import (
 from salnas.supernet.space import SearchSpace
 
 runner = CliRunner()
-SECTIONS = ("summary", "baselines", "supernet", "search", "genes", "retrain", "latency",
-            "gallery", "models", "downloads", "notes")
+SECTIONS = ("recommend", "summary", "baselines", "supernet", "search", "genes", "retrain",
+            "arms", "latency", "gallery", "models", "downloads", "notes")
+# training, 5 x 2-D, 3-D, HV, importance, genes, rank fidelity, retrained fronts, arm
+# differences, latency
+N_FIGURES = 14
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, str]
 # ---------------------------------------------------------------- the column contract
 def _declared() -> tuple[set[str], set[str]]:
     """(names, prefixes) of every column salnas.layout declares: its column tuples and the
-    string fields of its column dataclasses (a field ending in '_' is a prefix)."""
+    string fields of its column dataclasses, and their tuples of text and flag columns (a
+    field ending in '_' is a prefix)."""
     names = {*ORACLE_METRICS, *layout.ARCHIVE_COLUMNS, *layout.HV_COLUMNS,
              *layout.TRAIN_LOG_COLUMNS}
     for columns in (layout.TRAIN_LOG, layout.ARCHIVE, layout.HV, layout.DISTILL):
@@ -81,13 +87,16 @@ def _declared() -> tuple[set[str], set[str]]:
             value = getattr(columns, f.name)
             if isinstance(value, str):
                 names.add(value)
+            elif isinstance(value, tuple):
+                names.update(v for v in value if isinstance(v, str))
     return {n for n in names if not n.endswith("_")}, {n for n in names if n.endswith("_")}
 
 
 def _train_log_written() -> set[str]:
     """The columns supernet training writes per epoch: its epoch row (TRAIN_LOG_COLUMNS),
-    validate_epoch's val_<subnet>_<metric> of the max and min subnets, and keep_best's."""
-    tags = [tag for tag, _ in supernet_train.validation_subnets(SearchSpace(TINY_SPACE), 0, 0)]
+    validate_epoch's val_<subnet>_<metric> of the max, min and (supernet.val_random's
+    default) random subnets, and keep_best's."""
+    tags = [tag for tag, _ in supernet_train.validation_subnets(SearchSpace(TINY_SPACE), 0)]
     names = inspect.signature(supernet_evaluate.validate).parameters["names"].default
     row: dict[str, object] = dict.fromkeys(supernet_train.TRAIN_LOG_COLUMNS, 1.0)
     row.update({TRAIN_LOG.val(tag, m): 0.5 for tag in tags for m in names})
@@ -165,6 +174,16 @@ def test_every_column_the_report_reads_is_declared_and_written() -> None:
                 f"{file}: the report reads '{p}*' columns, no writer writes one"
 
 
+def test_random_subnet_columns_are_the_writers() -> None:
+    """The supernet's fixed random subnets (supernet.val_random) are read by the report's
+    pattern: every tag validation_subnets writes, besides max and min, matches it, and the
+    report finds them all in the columns the writer writes."""
+    tags = [tag for tag, _ in supernet_train.validation_subnets(SearchSpace(TINY_SPACE), 0)]
+    assert tags[:2] == ["max", "min"] and len(tags) > 2
+    assert all(RANDOM_SUBNET.fullmatch(t) for t in tags[2:]), tags
+    assert validated_subnets(sorted(_train_log_written())) == tags
+
+
 def test_the_report_needs_no_other_column(tmp_path: Path) -> None:
     """With only the columns the report declares it reads, every figure still draws."""
     run_dir = make_fake_run(tmp_path, models=False)
@@ -176,7 +195,7 @@ def test_the_report_needs_no_other_column(tmp_path: Path) -> None:
     run = load_run(run_dir)
     assert run.notes == {}, run.notes
     page = build_report(run, tmp_path / "r.html", gallery=0)
-    assert page.problems == [] and page.n_figures == 13
+    assert page.problems == [] and page.n_figures == N_FIGURES
 
 
 def test_format_number_rules() -> None:
@@ -241,34 +260,58 @@ def test_decode_genes_is_generic_and_tolerant() -> None:
 
 
 # ---------------------------------------------------------------- derived tables
-def test_rank_fidelity_matches_scipy() -> None:
-    archive = pd.DataFrame({ARCHIVE.id: ["a", "b", "c", "d"], "CC": [0.5, 0.6, 0.7, 0.8]})
+def _fidelity_results() -> pd.DataFrame:
+    """Four Pareto architectures (two arms, two seeds), a peer, and a fidelity sample of
+    five whose ranking differs."""
+    oracle = {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.8}
     retrained = {"a": 0.52, "b": 0.50, "c": 0.71, "d": 0.75}
     rows = [{DISTILL.arch: k, DISTILL.kind: "pareto", DISTILL.genome_id: k, DISTILL.arm: arm,
-             DISTILL.seed: s, "test_CC": v + (0.01 if arm == "selfkd" else 0) + 0.001 * s}
+             DISTILL.seed: s, "search_CC": oracle[k],
+             "test_CC": v + (0.01 if arm == "selfkd" else 0) + 0.001 * s}
             for k, v in retrained.items() for arm in ("selfkd", "baseline") for s in (0, 1)]
     rows.append({DISTILL.arch: "peer-max", DISTILL.kind: "peer", DISTILL.genome_id: "",
                  DISTILL.arm: "baseline", DISTILL.seed: 0, "test_CC": 0.9})
-    table, stats = rank_fidelity(archive, pd.DataFrame(rows), "CC")
-    assert set(table[DISTILL.arch]) == set(retrained)  # this peer has no oracle score
-    # the max-subnet peer counts once the search evaluated its genome
-    scored = pd.concat([archive, pd.DataFrame({ARCHIVE.id: ["m"], "CC": [0.85]})])
-    with_peer = [{**r, DISTILL.genome_id: "m"} if r[DISTILL.arch] == "peer-max" else r
-                 for r in rows]
-    peer_table, _ = rank_fidelity(scored, pd.DataFrame(with_peer), "CC")
-    peer_row = peer_table[peer_table[DISTILL.arch] == "peer-max"]
-    assert peer_row[["oracle", "retrained"]].to_numpy().tolist() == [[0.85, 0.9]]
-    base = table[table[DISTILL.arm] == "baseline"].sort_values(DISTILL.arch)
-    assert base["retrained"].to_list() == pytest.approx([v + 0.0005 for v in
-                                                         retrained.values()])
-    row = stats.set_index("arm").loc["baseline"]
-    assert row["kendall_tau"] == pytest.approx(kendalltau(archive["CC"],
-                                                          list(retrained.values())).statistic)
-    assert row["spearman_rho"] == pytest.approx(spearmanr(archive["CC"],
-                                                          list(retrained.values())).statistic)
+    short = {"e": (0.55, 0.40), "f": (0.65, 0.38), "g": (0.70, 0.45), "h": (0.75, 0.41),
+             "i": (0.78, 0.47)}
+    rows += [{DISTILL.arch: f"fidelity-{k}", DISTILL.kind: "fidelity", DISTILL.genome_id: k,
+              DISTILL.arm: "baseline", DISTILL.seed: 0, "search_CC": o, "test_CC": r}
+             for k, (o, r) in short.items()]
+    return pd.DataFrame(rows)
+
+
+def test_rank_fidelity_is_the_distill_stage_computation() -> None:
+    """The report's rank fidelity is salnas.distill.fidelity's: the fidelity sample alone
+    (never mixed with the full-budget baseline rows), or the baseline arm without one; and
+    distill/rank_fidelity.json, when the run has one, is read rather than recomputed."""
+    from salnas.distill.fidelity import rank_fidelity as stage_fidelity
+
+    results = _fidelity_results()
+    table, stats = rank_fidelity(results)
+    expected = stage_fidelity(results)
+    assert stats["sample"] == "fidelity" and stats["n"] == 5 == len(table)
+    assert set(table["arch"]) == {f"fidelity-{k}" for k in "efghi"}  # no full-budget row
+    for key in ("kendall_tau", "spearman_rho", "p_value"):
+        assert stats[key] == pytest.approx(expected[key])
+    sample = results[results[DISTILL.kind] == "fidelity"]
+    assert stats["kendall_tau"] == pytest.approx(
+        kendalltau(sample["search_CC"], sample["test_CC"]).statistic)
+    assert "computed from results.csv" in stats["source"]
+    # Without a fidelity sample: the baseline arm, mean over seeds; the peer has no oracle.
+    plain = results[results[DISTILL.kind] != "fidelity"]
+    table, stats = rank_fidelity(plain)
+    base = plain[(plain[DISTILL.arm] == "baseline") & plain["search_CC"].notna()
+                 ].groupby(DISTILL.arch)
+    assert stats["sample"] == "retrained" and set(table["arch"]) == set("abcd")
+    assert stats["spearman_rho"] == pytest.approx(spearmanr(
+        base["search_CC"].mean(), base["test_CC"].mean()).statistic)
+    # The stage's record wins over a recomputation.
+    record = {**expected, "kendall_tau": 0.123, "p_value": 0.5}
+    table, stats = rank_fidelity(results, record)
+    assert stats["kendall_tau"] == 0.123 and stats["source"] == "distill/rank_fidelity.json"
+    assert len(table) == 5
     # Too few architectures: no statistic rather than a meaningless +-1.
-    _, two = rank_fidelity(archive, pd.DataFrame(rows[:8]), "CC")
-    assert two["kendall_tau"].isna().all()
+    _, two = rank_fidelity(plain[plain[DISTILL.arch].isin(["a", "b"])])
+    assert two["n"] == 2 and two["kendall_tau"] is None
 
 
 def test_kd_pairs_gain_follows_the_metric_direction() -> None:
@@ -316,10 +359,9 @@ def test_report_is_complete_and_self_contained(report) -> None:
     path, page, text = report
     assert path.name == "report.html" and path.parent.name == RUN_NAME
     assert page.problems == []
-    assert page.n_figures == 13  # training, 5 x 2-D, 3-D, HV, importance, genes, fidelity,
-    #                              Self-KD, latency
-    for anchor in SECTIONS:
-        assert f'<section id="{anchor}">' in text, anchor
+    assert page.n_figures == N_FIGURES
+    anchors = re.findall(r'<section id="([^"]+)">', text)
+    assert anchors == list(SECTIONS)  # the recommendation first, the details below it
     from plotly.offline import get_plotlyjs
 
     assert text.count(get_plotlyjs()[:500]) == 1  # plotly.js embedded exactly once
