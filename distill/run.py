@@ -64,6 +64,7 @@ from salnas.layout import (
     Status,
     check_fingerprint,
 )
+from salnas.search.latency import measure_latency_ms
 from salnas.supernet.checkpoint import load_supernet
 from salnas.supernet.costs import count_params_flops
 from salnas.supernet.evaluate import calibrated_subnet
@@ -317,34 +318,11 @@ def resolve_supernet(search_dir: Path, supernet: Path | None,
                       "pass --supernet")
 
 
-def _latency_ms(model: nn.Module, resolution: tuple[int, int], cfg: DistillConfig) -> float:
-    """Batch-1 CPU latency (median), with the search stage's timer."""
-    try:
-        from salnas.search.latency import measure_latency_ms
-    except ImportError:  # search stage not installed: a plain median of repeats
-        return _median_latency_ms(model, resolution, cfg)
+def _latency_ms(model: nn.Module, resolution: tuple[int, int], cfg: DistillConfig,
+                backend: str = "torch") -> float:
+    """Batch-1 CPU latency (median) in ``backend``, with the search stage's timer."""
     return measure_latency_ms(model, resolution, device="cpu", threads=cfg.latency_threads,
-                              repeats=cfg.latency_repeats)
-
-
-@torch.no_grad()
-def _median_latency_ms(model: nn.Module, resolution: tuple[int, int],
-                       cfg: DistillConfig) -> float:
-    old = torch.get_num_threads()
-    torch.set_num_threads(cfg.latency_threads)
-    try:
-        x = torch.zeros(1, 3, *resolution)
-        model.eval()
-        for _ in range(3):
-            model(x)
-        times = []
-        for _ in range(cfg.latency_repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-        return float(np.median(times))
-    finally:
-        torch.set_num_threads(old)
+                              repeats=cfg.latency_repeats, backend=backend)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -355,6 +333,8 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
 def collect_results(out_dir: Path) -> pd.DataFrame:
     """Every finished arm's row (from its result.json), in a stable order."""
     rows = [json.loads(p.read_text())["row"] for p in sorted(out_dir.glob(f"*/*/{RESULT_FILE}"))]
+    # strict JSON holds a missing number (NaN) as null: back to NaN for the table
+    rows = [{k: math.nan if v is None else v for k, v in row.items()} for row in rows]
     frame = pd.DataFrame(rows)
     if not frame.empty:
         # Pareto architectures before peers; Self-KD before its baseline.
@@ -581,7 +561,7 @@ class DistillRun:
                 warnings.warn("distill.export_onnx is on but the onnx package is not installed; "
                               "model.onnx skipped (pip install onnx onnxruntime)", stacklevel=2)
         params, flops = count_params_flops(net, res)
-        latency = _latency_ms(net, res, cfg)
+        latency = _latency_ms(net, res, cfg, self.config.search.latency.backend)
         scores = self.test_metrics(net, res)
         history = pd.DataFrame(result.history)
         _write_csv(arm_dir / TRAIN_LOG_CSV, history)

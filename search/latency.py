@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from salnas.errors import SalnasError
 from salnas.io import provenance, write_json_atomic
+from salnas.search.backends import check_backend, compile_module
 from salnas.supernet.model import Supernet
 from salnas.supernet.plan import LevelPlan, MBConvPlan, PlanPart, StemPlan
 from salnas.supernet.space import Genome, GenomeError, SearchSpace
@@ -227,17 +228,21 @@ def measure_latency_ms(
     threads: int = 1,
     warmup: int = 3,
     repeats: int = 10,
+    backend: str = "torch",
 ) -> float:
-    """Median latency in ms of ``model`` on one (1, 3, H, W) image: eval mode,
-    ``torch.inference_mode``, ``threads`` pinned (restored after), CUDA synchronised around
-    each timing. The model's train/eval mode is restored afterwards."""
+    """Median latency in ms of ``model`` on one (1, 3, H, W) image in ``backend`` (eager
+    torch, TorchScript or onnxruntime: :mod:`salnas.search.backends`): eval mode,
+    ``torch.inference_mode``, ``threads`` pinned (restored after; onnxruntime's session uses
+    as many intra-op threads), CUDA synchronised around each timing. The model's train/eval
+    mode is restored afterwards."""
     dev = _device(device)
     net = _on_device(model, dev)
     training = net.training
     net.eval()
     try:
         x = _input((1, 3, *resolution), dev)
-        return float(time_interleaved([partial(net, x)], device=dev, threads=threads,
+        fn = compile_module(net, (x,), backend, threads)
+        return float(time_interleaved([fn], device=dev, threads=threads,
                                       warmup=warmup, repeats=repeats, min_sample_ms=0)[0])
     finally:
         net.train(training)
@@ -278,8 +283,12 @@ def level_key(resolution: Sequence[int], level: int, op: str, width: int, skip: 
     return f"level@{_res(resolution)}/d{level}/{op}/w{width}/skip{int(skip)}/prev{prev}"
 
 
-def readout_key(resolution: Sequence[int], width: int, prior: bool) -> str:
-    return f"readout@{_res(resolution)}/w{width}/prior{int(prior)}"
+def readout_key(resolution: Sequence[int], width: int, prior: bool,
+                level: int | None = None) -> str:
+    """Key of the read-out after decoder level ``level`` (None: the space's last level, the
+    key of a decoder that runs every level, as before the decoder depth was a gene)."""
+    at = "" if level is None else f"/d{level}"
+    return f"readout@{_res(resolution)}{at}/w{width}/prior{int(prior)}"
 
 
 def part_key(resolution: Sequence[int], part: PlanPart) -> str:
@@ -291,7 +300,7 @@ def part_key(resolution: Sequence[int], part: PlanPart) -> str:
     if isinstance(part, LevelPlan):
         return level_key(resolution, part.level, part.op, part.width, part.use_skip,
                          part.prev_channels)
-    return readout_key(resolution, part.cin, part.prior)
+    return readout_key(resolution, part.cin, part.prior, None if part.final else part.level)
 
 
 def genome_entry_keys(genome: Genome) -> list[str]:
@@ -305,7 +314,8 @@ def _components(space: SearchSpace) -> Iterator[tuple[str, tuple[int, int], Plan
 
     Parts come from the max plan at each resolution (which has every block, so every
     channel count and feature size), with the searched choices swapped in. Blocks after a
-    stage's second have the second's shapes, so they share its ``rest`` entry.
+    stage's second have the second's shapes, so they share its ``rest`` entry. The read-out
+    has entries after every level that can be the last (``decoder_depths``), at its size.
     """
     priors = (False, True) if space.prior_channels > 0 else (False,)
     for r in space.resolutions:
@@ -330,11 +340,15 @@ def _components(space: SearchSpace) -> Iterator[tuple[str, tuple[int, int], Plan
                                             prev_channels=prev)
                             yield part_key(r, level), r, level
             prevs = widths
-        for w in prevs:
-            for prior in priors:
-                readout = replace(plan.readout, cin=w, prior=prior,
-                                  prior_channels=space.prior_channels if prior else 0)
-                yield part_key(r, readout), r, readout
+        for d in space.decoder_depths:
+            last = plan.levels[d - 1]
+            for w in space.decoder_widths[d - 1]:
+                for prior in priors:
+                    readout = replace(plan.readout, cin=w, prior=prior,
+                                      prior_channels=space.prior_channels if prior else 0,
+                                      in_size=last.size, level=last.level,
+                                      final=d == len(plan.levels))
+                    yield part_key(r, readout), r, readout
 
 
 def entry_keys(space: SearchSpace) -> list[str]:
@@ -342,11 +356,40 @@ def entry_keys(space: SearchSpace) -> list[str]:
     return [c[0] for c in _components(space)]
 
 
-def _component_benches(net: Supernet,
-                       dev: torch.device) -> tuple[list[str], list[Callable[[], object]]]:
-    """A zero-argument callable per entry: the exported plain module on an input of its size.
+class _Normalised(nn.Module):
+    """The stem behind the input normalisation, as one module (so it exports as one)."""
 
-    Modules do not depend on the resolution, so each is exported once and shared.
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, stem: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.stem = stem
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem((x - self.mean) / self.std)
+
+
+class _AtSize(nn.Module):
+    """A read-out with its output size bound (its size argument is no tensor)."""
+
+    def __init__(self, readout: nn.Module, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.readout, self.size = readout, size
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.readout(y, self.size)
+
+
+def _component_benches(net: Supernet, dev: torch.device, backend: str = "torch",
+                       threads: int = 1) -> tuple[list[str], list[Callable[[], object]]]:
+    """A zero-argument callable per entry: the exported plain module on an input of its size,
+    in ``backend``.
+
+    Eager modules do not depend on the resolution, so each is exported once and shared
+    (TorchScript and ONNX conversions are per input size).
     """
     modules: dict[tuple[Any, ...], nn.Module] = {}
     inputs: dict[tuple[int, ...], torch.Tensor] = {}
@@ -365,32 +408,31 @@ def _component_benches(net: Supernet,
         m.set_active(*active)
         return m.export()
 
-    def normalised(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return m((x - mean) / std)
-
-    stem = module(("stem",), lambda: copy.deepcopy(net.encoder.stem))
     mean, std = net.mean.to(dev), net.std.to(dev)
+    stem = module(("stem",), lambda: _Normalised(copy.deepcopy(net.encoder.stem), mean, std))
     keys: list[str] = []
     benches: list[Callable[[], object]] = []
     for key, r, part in _components(net.space):
         fn: Callable[[], object]
         if isinstance(part, StemPlan):
-            fn = partial(normalised, stem, tensor(1, part.cin, *part.in_size))
+            fn = compile_module(stem, (tensor(1, part.cin, *part.in_size),), backend, threads)
         elif isinstance(part, MBConvPlan):
             args: tuple[Any, ...] = (part.kernel, part.expand)
             m = module(("block", part.stage, part.first, *args),
                        partial(export, net.block(part), *args))
-            fn = partial(m, tensor(1, part.cin, *part.in_size))
+            fn = compile_module(m, (tensor(1, part.cin, *part.in_size),), backend, threads)
         elif isinstance(part, LevelPlan):
             args = (part.op, part.width, part.use_skip, part.prev_channels)
             m = module(("level", part.level, *args),
                        partial(export, net.level(part.level), *args))
-            fn = partial(m, tensor(1, part.prev_channels, *part.prev_size),
-                         tensor(1, part.skip_channels, *part.size))
+            fn = compile_module(m, (tensor(1, part.prev_channels, *part.prev_size),
+                                    tensor(1, part.skip_channels, *part.size)),
+                                backend, threads)
         else:
             m = module(("readout", part.cin, part.prior),
                        partial(export, net.readout, part.prior, part.cin))
-            fn = partial(m, tensor(1, part.cin, *part.in_size), tuple(r))
+            fn = compile_module(_AtSize(m, (int(r[0]), int(r[1]))),
+                                (tensor(1, part.cin, *part.in_size),), backend, threads)
         keys.append(key)
         benches.append(fn)
     return keys, benches
@@ -425,6 +467,11 @@ class LatencyTable:
         self.meta, self.validation, self.path = dict(meta), validation, path
         self.a, self.b = float(overhead["a"]), float(overhead["b"])
         self._checked_space: SearchSpace | None = space  # last space found equal (cheap check)
+
+    @property
+    def backend(self) -> str:
+        """The runtime the entries were measured in (tables before backends: torch)."""
+        return str(self.meta.get("backend", "torch"))
 
     @property
     def _name(self) -> str:
@@ -474,9 +521,10 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *,
-             space: SearchSpace | None = None) -> LatencyTable:
-        """Read a table; with ``space``, reject a table made for another space. Every problem
-        raises :class:`SalnasError` naming the file."""
+             space: SearchSpace | None = None, backend: str | None = None) -> LatencyTable:
+        """Read a table; with ``space``, reject a table made for another space, and with
+        ``backend``, one measured in another runtime. Every problem raises
+        :class:`SalnasError` naming the file."""
         path = Path(path)
         hint = f"make one with `salnas latency profile --out {path}`"
         try:
@@ -514,6 +562,11 @@ class LatencyTable:
         table = cls(table_space, entries, overhead, meta, data.get("validation"), path)
         if space is not None:
             table._check_space(space)
+        if backend is not None and table.backend != backend:
+            raise SalnasError(
+                f"{path} was measured in the {table.backend} backend, not {backend}; profile "
+                f"with `salnas latency profile --backend {backend}` or set "
+                f"search.latency.backend: {table.backend}")
         return table
 
 
@@ -542,13 +595,14 @@ def _fields(g: Genome) -> dict[str, Any]:
     return {k: getattr(g, k) for k in g.__dataclass_fields__ if k != "space"}
 
 
-def _subnet_benches(net: Supernet, genomes: Sequence[Genome],
-                    dev: torch.device) -> list[Callable[[], object]]:
-    """Whole standalone subnets (extracted, eval mode) on one image each."""
+def _subnet_benches(net: Supernet, genomes: Sequence[Genome], dev: torch.device,
+                    backend: str = "torch", threads: int = 1) -> list[Callable[[], object]]:
+    """Whole standalone subnets (extracted, eval mode) on one image each, in ``backend``."""
     benches: list[Callable[[], object]] = []
     for i, g in enumerate(genomes):
         model = net.extract(g).to(dev).eval()
-        benches.append(partial(model, _input((1, 3, *g.resolution), dev, seed=i)))
+        x = _input((1, 3, *g.resolution), dev, seed=i)
+        benches.append(compile_module(model, (x,), backend, threads))
     return benches
 
 
@@ -595,19 +649,21 @@ def profile_latency(
     seed: int = 0,
     statistic: str = "median",
     progress: bool = True,
+    backend: str = "torch",
 ) -> LatencyTable:
     """Measure every entry of ``space``, fit the overhead on ``fit`` random subnets (plus the
     smallest and the largest) and, with ``validate > 0``, validate on that many other random
     subnets. Everything is timed in the same interleaved passes (see the module docstring);
     ``statistic`` (median or min over the passes) is recorded and reused by validation."""
     dev = _device(device)
+    check_backend(backend, dev)
     start, load_start = time.perf_counter(), load_average()
     torch.manual_seed(seed)
     net = Supernet(space, pretrained=False).eval()
-    keys, benches = _component_benches(net, dev)
+    keys, benches = _component_benches(net, dev, backend, threads)
     fit_genomes = _fit_genomes(space, fit, seed)
     val_genomes = _validation_genomes(space, validate, seed)
-    benches += _subnet_benches(net, [*fit_genomes, *val_genomes], dev)
+    benches += _subnet_benches(net, [*fit_genomes, *val_genomes], dev, backend, threads)
     del net
     ms = time_interleaved(benches, device=dev, threads=threads, warmup=warmup, repeats=repeats,
                           seed=seed, progress=progress, desc=f"profiling {len(benches)} items",
@@ -619,6 +675,7 @@ def profile_latency(
     meta = {
         "device": device_description(dev),
         "threads": threads,
+        "backend": backend,
         "torch": torch.__version__,
         "measurement": {"batch": 1, "warmup": warmup, "repeats": repeats,
                         "min_sample_ms": MIN_SAMPLE_MS, "interleaved": True, "seed": seed,
@@ -654,7 +711,7 @@ def _floor_sum(space: SearchSpace, entries: dict[str, float]) -> float:
                 pre = f"block{tag}s{i}/{'first' if first else 'rest'}/"
                 if count:
                     total += count * min(v for k, v in entries.items() if k.startswith(pre))
-        for lvl in range(len(space.skip_stages)):
+        for lvl in range(space.decoder_depths[0]):  # every genome runs at least these
             total += min(v for k, v in entries.items() if k.startswith(f"level{tag}d{lvl}/"))
         total += min(v for k, v in entries.items() if k.startswith(f"readout{tag}"))
         best = min(best, total)
@@ -681,7 +738,7 @@ def validate_table(
     torch.manual_seed(seed)
     net = Supernet(table.space, pretrained=False).eval()
     genomes = _validation_genomes(table.space, n, seed)
-    benches = _subnet_benches(net, genomes, _device(device))
+    benches = _subnet_benches(net, genomes, _device(device), table.backend, threads)
     del net
     ms = time_interleaved(benches, device=device, threads=threads, warmup=warmup,
                           repeats=repeats, seed=seed, progress=progress,

@@ -91,6 +91,10 @@ def profile_cmd(
     ] = "median",
     json_out: JsonOpt = None,
     progress: Annotated[bool, typer.Option(help="progress bar")] = True,
+    backend: Annotated[
+        str, typer.Option("--backend", help="runtime to time in: torch, torchscript or "
+                          "onnxruntime (what you deploy); recorded in the table")
+    ] = "torch",
 ) -> None:
     """Measure every block of the search space on this device; write the lookup table.
 
@@ -108,14 +112,15 @@ def profile_cmd(
     space = _space(config)
     table = profile_latency(space, device=device, threads=threads, warmup=warmup,
                             repeats=repeats, fit=fit, validate=validate, seed=seed,
-                            statistic=statistic, progress=progress)
+                            statistic=statistic, progress=progress, backend=backend)
     table.save(out_path)
     _warn_if_busy(table.meta["measurement"]["load_average"], table.meta["device"])
     lo, hi = space.min_genome(), space.max_genome()
     p_lo, p_hi = table.predict_ms(lo), table.predict_ms(hi)
     dev = table.meta["device"]
     out.print(
-        f"{len(table.entries)} entries on {dev['name']} ({dev['type']}, {threads} thread(s)) in "
+        f"{len(table.entries)} entries on {dev['name']} ({dev['type']}, {threads} thread(s), "
+        f"{table.backend}) in "
         f"{table.meta['measurement']['seconds']} s; overhead a={table.a:.3f}, b={table.b:.3f} ms "
         f"({table.overhead['method']})"
     )

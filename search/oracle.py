@@ -69,7 +69,7 @@ class MeasuredLatency:
         try:
             return float(self._measure(net, genome.resolution, device=self.cfg.device,
                                        threads=self.cfg.threads, warmup=self.cfg.warmup,
-                                       repeats=self.cfg.repeats))
+                                       repeats=self.cfg.repeats, backend=self.cfg.backend))
         finally:
             torch.set_num_threads(threads)  # measuring pins its own thread count
 
@@ -79,11 +79,11 @@ class LutLatency:
 
     source = "lut"
 
-    def __init__(self, path: str, space: Any) -> None:
+    def __init__(self, path: str, space: Any, backend: str | None = None) -> None:
         from salnas.search.latency import LatencyTable
 
         try:
-            self.table = LatencyTable.load(path, space=space)
+            self.table = LatencyTable.load(path, space=space, backend=backend)
         except SalnasError as e:
             raise ConfigError(f"search.latency.lut: {e}") from None
 
@@ -96,7 +96,7 @@ def latency_model(cfg: LatencyConfig, space: Any) -> LatencyModel:
     if cfg.mode == "lut":
         if not cfg.lut:
             raise ConfigError("search.latency.mode is 'lut' but search.latency.lut is not set")
-        return LutLatency(cfg.lut, space)
+        return LutLatency(cfg.lut, space, cfg.backend)
     return MeasuredLatency(cfg)
 
 

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 __all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "example_input", "export_ready",
-           "onnx_bytes", "onnx_session", "quiet_export", "trace_torchscript"]
+           "module_onnx_bytes", "onnx_bytes", "onnx_session", "quiet_export",
+           "trace_torchscript"]
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -103,6 +104,20 @@ def onnx_bytes(model: nn.Module, resolution: tuple[int, int]) -> tuple[bytes, in
             dynamic_axes=None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
         )
     return buf.getvalue(), batch
+
+
+def module_onnx_bytes(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
+    """A serialised ONNX model of any module on example ``inputs`` (static shapes; inputs
+    named ``in0``, ``in1``, ...). For timing parts of networks, e.g. one block."""
+    module = module.eval()
+    buf = io.BytesIO()
+    with quiet_export(), torch.no_grad(), export_ready(module):
+        torch.onnx.export(
+            module, inputs, buf,  # type: ignore[arg-type]  # legacy exporter: file-like
+            dynamo=False, opset_version=OPSET,
+            input_names=[f"in{i}" for i in range(len(inputs))],
+        )
+    return buf.getvalue()
 
 
 def onnx_session(model: bytes | str, threads: int | None = None) -> Any:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from salnas.cli import app
 from salnas.errors import SalnasError
+from salnas.supernet.model import Supernet
 from salnas.search.latency import (
     LatencyTable,
     _fit_overhead,
@@ -195,3 +196,50 @@ def test_cli_rejects_a_bad_device(tmp_path):
     result = runner.invoke(app, ["latency", "profile", "--out", str(tmp_path / "x.json"),
                                  "--device", "tpu"])
     assert isinstance(result.exception, SalnasError) and not Path(tmp_path / "x.json").exists()
+
+
+# A space with few choices (kernels 3/5, depths): few entries, cheap to export part by part.
+NARROW_SPACE = {"resolutions": [[32, 64]], "kernels": [3, 5], "expands": [6],
+                "decoder_widths": [[8], [8], [8], [8]], "decoder_ops": ["dwsep3x3"],
+                "prior_channels": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime"])  # torchscript: test_backends_time_the_same
+def test_profile_in_a_deployment_backend_records_it_and_refuses_another(backend, tmp_path):
+    from salnas.search.latency import measure_latency_ms
+
+    narrow = SearchSpace(NARROW_SPACE)
+    table = profile_latency(narrow, fit=2, validate=0, progress=False, backend=backend, **FAST)
+    assert table.backend == backend and set(table.entries) == set(entry_keys(narrow))
+    path = tmp_path / "lut.json"
+    table.save(path)
+    assert LatencyTable.load(path, space=narrow, backend=backend).backend == backend
+    with pytest.raises(SalnasError, match=f"measured in the {backend} backend, not torch"):
+        LatencyTable.load(path, space=narrow, backend="torch")
+    net = Supernet(narrow, pretrained=False).extract(narrow.max_genome())
+    assert measure_latency_ms(net, (32, 64), backend=backend, **FAST) > 0
+    with pytest.raises(SalnasError, match="backend must be one of"):
+        measure_latency_ms(net, (32, 64), backend="tensorrt", **FAST)
+
+
+def test_tables_from_before_backends_read_as_torch(tmp_path):
+    path = tmp_path / "old.json"
+    profile_latency(SearchSpace(NARROW_SPACE), fit=2, progress=False, **FAST).save(path)
+    data = json.loads(path.read_text())
+    data.pop("backend", None)
+    path.write_text(json.dumps(data))
+    assert LatencyTable.load(path).backend == "torch"
+
+
+@pytest.mark.parametrize("backend", ["torch", "torchscript", "onnxruntime"])
+def test_backends_run_what_eager_torch_computes(backend):
+    from salnas.search.backends import compile_for_timing, compile_module
+
+    narrow = SearchSpace(NARROW_SPACE)
+    net = Supernet(narrow, pretrained=False).extract(narrow.max_genome()).eval()
+    x = torch.rand(1, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    out = compile_module(net, (x,), backend)()
+    got = torch.as_tensor(out[0] if isinstance(out, list) else out)
+    torch.testing.assert_close(got, net(x).detach(), rtol=1e-4, atol=1e-5)
+    assert compile_for_timing(net, (32, 64), backend)() is not None
