@@ -241,7 +241,7 @@ def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
                    rng: np.random.Generator, n_distilled: int, models: bool) -> None:
     """results.csv with the three arms x two seeds of ``n_distilled`` Pareto architectures
     and the four peers, a rank-fidelity sample (kind fidelity) of the whole front, model files
-    of two architectures (seed 0, Self-KD and baseline), distill.json and rank_fidelity.json
+    of the two cheapest architectures (seed 0, every arm), distill.json and rank_fidelity.json
     (written by :func:`salnas.distill.fidelity.rank_fidelity`, as distill does)."""
     import torch
 
@@ -304,8 +304,7 @@ def _write_distill(run: Path, config_obj: Any, front: pd.DataFrame, space: Any,
                 if r is not None:
                     row.update({DISTILL.search_prefix + m: float(r[m]) for m in ORACLE_METRICS})
                 rows.append(row)
-                if (models and kind == "pareto" and n < 2 and seed == 0
-                        and arm != DISTILL.teacher):
+                if models and kind == "pareto" and n < 2 and seed == 0:
                     genome = Genome.from_json(r[ARCHIVE.genome], space)
                     torch.manual_seed(n)
                     net = Supernet(space, pretrained=False).extract(genome).eval()

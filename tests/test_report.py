@@ -388,9 +388,12 @@ def test_report_downloads_and_model_links(report) -> None:
     assert {"archive.csv", "pareto.csv", "distill_results.csv", "genes.csv"} <= set(links)
     archive = pd.read_csv(io.BytesIO(base64.b64decode(links["archive.csv"])), dtype={"id": str})
     assert archive["id"].to_list() == run.archive[ARCHIVE.id].to_list()
+    models = re.search(r'<section id="models">(.*?)</section>', text, re.S).group(1)
     hrefs = [urllib.parse.unquote(html.unescape(h))
-             for h in re.findall(r'<a href="([^"]+model\.pt)"', text)]
-    assert len(hrefs) == 4  # two distilled models with files x two arms
+             for h in re.findall(r'<a href="([^"]+model\.pt)"', models)]
+    assert len(hrefs) == 6  # two distilled architectures with files x three arms
+    hrefs += [urllib.parse.unquote(html.unescape(h))  # the recommended models' files
+              for h in re.findall(r'<a href="([^"]+model\.pt)"', text)]
     for h in hrefs:
         assert not Path(h).is_absolute() and (path.parent / h).is_file()
     # Gallery: 4 images x (image, ground truth, centre bias, 2 models).

@@ -1,5 +1,6 @@
 """Open a generated report in headless Chromium: no console errors, no network, every figure
-drawn with data, and a full-page screenshot under test-artifacts/.
+drawn with data, the recommendation table on the first screen, and screenshots under
+test-artifacts/ (the full page, and the first screen a reader sees on opening the file).
 
 Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe`` (file
 descriptors 3 and 4, NUL-terminated JSON), which needs only the standard library: no
@@ -38,6 +39,21 @@ FLAGS = (
     "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
     "--window-size=1400,1000",
 )
+WINDOW = (1400, 1000)  # the window above: the first screen a reader sees
+# What the first screen shows: section headings and table header cells whose top edge lies
+# inside the window, and the rows of the first table.
+FIRST_SCREEN = """(() => {
+  const h = window.innerHeight;
+  const inside = el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.top < h; };
+  const first = document.querySelector('main section table');
+  return {
+    headings: Array.from(document.querySelectorAll('h2, h3')).filter(inside)
+      .map(e => e.textContent),
+    header: first ? Array.from(first.querySelectorAll('th')).map(e => e.textContent) : [],
+    rows: first ? Array.from(first.querySelectorAll('tbody tr')).filter(inside)
+      .map(r => Array.from(r.cells).map(c => c.textContent)) : [],
+  };
+})()"""
 # A figure counts as drawn when Plotly made its SVG and has at least one trace with data.
 CHECK_FIGURES = """(() => {
   const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
@@ -160,9 +176,11 @@ class DevTools:
         self.stderr.close()
 
 
-def inspect_page(binary: str, page: Path, screenshot: Path, timeout: float = 90.0
-                 ) -> dict[str, Any]:
-    """Load ``page`` in headless Chromium; returns figures, console errors, requests."""
+def inspect_page(binary: str, page: Path, screenshot: Path, timeout: float = 90.0,
+                 first_screen: Path | None = None) -> dict[str, Any]:
+    """Load ``page`` in headless Chromium; returns figures, console errors, requests, and
+    what the first screen shows (``first_screen``: also a screenshot of the top
+    ``WINDOW``, what a reader sees on opening the file)."""
     with tempfile.TemporaryDirectory(prefix="salnas-chromium-") as profile:
         dt = DevTools(binary, Path(profile))
         try:
@@ -182,6 +200,16 @@ def inspect_page(binary: str, page: Path, screenshot: Path, timeout: float = 90.
                     break
                 time.sleep(0.25)
             time.sleep(0.5)  # let WebGL traces finish and late console messages arrive
+            visible = dt.send("Runtime.evaluate", {"expression": FIRST_SCREEN,
+                                                   "returnByValue": True},
+                              session=session)["result"]["value"]
+            if first_screen is not None:
+                shot = dt.send("Page.captureScreenshot", {
+                    "format": "png", "clip": {"x": 0, "y": 0, "width": WINDOW[0],
+                                              "height": WINDOW[1], "scale": 1}},
+                    session=session, timeout=timeout)
+                first_screen.parent.mkdir(parents=True, exist_ok=True)
+                first_screen.write_bytes(base64.b64decode(shot["data"]))
             metrics = dt.send("Page.getLayoutMetrics", session=session)
             size = metrics.get("cssContentSize") or metrics["contentSize"]
             shot = dt.send("Page.captureScreenshot", {
@@ -209,7 +237,7 @@ def inspect_page(binary: str, page: Path, screenshot: Path, timeout: float = 90.
                 elif e.get("method") == "Network.requestWillBeSent":
                     requests.append(p.get("request", {}).get("url", ""))
             return {"figures": figures, "errors": errors, "requests": requests,
-                    "height": size["height"]}
+                    "height": size["height"], "first_screen": visible}
         finally:
             dt.close()
 
@@ -220,7 +248,8 @@ def test_report_renders_in_chromium(chromium: str,
     out, page = built_report(tmp_path_factory.getbasetemp() / "report-run")
     assert not page.problems
     shot = ARTIFACTS / "report-fake-run.png"
-    result = inspect_page(chromium, out, shot)
+    first = ARTIFACTS / "report-first-screen.png"
+    result = inspect_page(chromium, out, shot, first_screen=first)
     assert not result["errors"], result["errors"]
     assert result["figures"], "no Plotly figure on the page"
     assert len(result["figures"]) == page.n_figures
@@ -231,3 +260,32 @@ def test_report_renders_in_chromium(chromium: str,
     outside = [u for u in result["requests"] if not u.startswith(("file:", "data:"))]
     assert not outside, outside
     assert shot.stat().st_size > 10_000
+    # The first screen answers the analyst's question: the recommendation table, its header
+    # and its rows (the best model overall and per budget) are visible without scrolling.
+    screen = result["first_screen"]
+    assert screen["headings"][0] == "Which model to use", screen
+    assert {"budget", "model id", "CC", "NSS", "KLD", "latency (ms)", "resolution"} <= set(
+        screen["header"])
+    assert screen["rows"] and screen["rows"][0][0] == "none (best overall)"
+    assert any(r[0].startswith("FLOPs ≤") for r in screen["rows"])  # the config's budget
+    assert first.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_report_with_a_shared_plotlyjs_renders(chromium: str, tmp_path: Path,
+                                               tmp_path_factory: pytest.TempPathFactory
+                                               ) -> None:
+    """--plotlyjs directory: the page loads plotly.min.js from beside it (file:, offline)."""
+    from salnas.analysis.report import write_plotlyjs
+
+    _, page = built_report(tmp_path_factory.getbasetemp() / "report-run")
+    out = tmp_path / "shared" / "report.html"
+    out.parent.mkdir()
+    out.write_text(page.render("directory"), encoding="utf-8")
+    write_plotlyjs(out.parent)
+    result = inspect_page(chromium, out, tmp_path / "shot.png")
+    assert not result["errors"], result["errors"]
+    assert len(result["figures"]) == page.n_figures
+    assert all(f["svg"] and f["points"] > 0 for f in result["figures"])
+    assert any(u.endswith("/plotly.min.js") and u.startswith("file:")
+               for u in result["requests"])
