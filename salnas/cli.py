@@ -352,13 +352,13 @@ def evaluate(
     else:
         stems, label = split_stems(parts, every, split), split
     paths = [find_prediction(predictions, s) for s in stems]  # fail before any work
+    maps = [read_prediction(p) for p in paths]
     overlap = len(set(stems) & set(train))
     note = (f"; {overlap} of them are training images, whose mean is the centre bias of IG"
             if overlap and label != "train" else "")
     err.print(f"scoring {len(stems)} images of {source.spec} ({label}; split seed "
               f"{split_seed}{' from ' + str(split_file) if split_file else ''}){note}",
               soft_wrap=True)
-    maps = [read_prediction(p) for p in paths]
     show = progress_enabled()
     targets = load_targets(source, stems, sigma_px, progress=show)
     baseline = centre_bias_map(source, train, sigma_px, progress=show)
