@@ -610,9 +610,10 @@ def retrained_fronts(models: pd.DataFrame, metric: str = "CC",
                 continue
             symbol = PEER_SYMBOLS.get(str(peer), PEER_SYMBOLS[""])
             colours = [ARM_STYLE.get(str(a), (a, "#555"))[1] for a in part[DISTILL.arm]]
-            # The name once, at the peer's best point: its marker says which peer it is.
-            best = part[metric].to_numpy(float)
-            top = int(np.argmax(best) if higher_is_better(metric) else np.argmin(best))
+            # The name once, above the peer's highest point (every other peer: below its
+            # lowest), clear of its other arms' markers.
+            y = part[metric].to_numpy(float)
+            top = int(np.argmax(y) if j % 2 == 0 else np.argmin(y))
             fig.add_trace(go.Scatter(
                 x=part[cost], y=part[metric], mode="markers+text", name=esc(str(peer)),
                 legendgroup=esc(f"peer {peer}"), showlegend=False, cliponaxis=False,

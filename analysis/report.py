@@ -97,6 +97,7 @@ font-size:.8em;max-height:420px}
 .gallery td,.gallery th{text-align:center;font-size:.75em}.gallery img{display:block;margin:auto}
 .cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #dde;border-radius:6px;
 padding:8px 14px;background:#f7f9fc;min-width:150px}.card b{display:block;font-size:1.2em}
+.scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -199,7 +200,9 @@ def table(frame: pd.DataFrame, index: bool = False, max_rows: int | None = 60,
     if max_rows is not None and len(data) > max_rows:
         more = f'<p class="caption">first {max_rows} of {len(data)} rows (download the CSV ' \
                "for all)</p>"
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+    # Wide tables scroll inside their section instead of widening the page.
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+            f"</tbody></table></div>{more}")
 
 
 def csv_link(frame: pd.DataFrame, filename: str) -> str:
