@@ -4,17 +4,24 @@
   beyond the depth are inactive and canonicalised (equal architectures, equal ids), the
   read-out reads the last active level, and plan, supernet, extraction, latency keys and
   ``size()`` follow. Spaces without the gene keep their genomes, ids, state dicts and keys.
+* Decoder widths down to 16 (8 at the finest level) and input resolutions from 96x128 to
+  288x384 are config values that build, extract, run and count; ``configs/osie.yaml`` searches
+  them.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from salnas.config import load_config
 from salnas.search.latency import entry_keys, genome_entry_keys, profile_latency
+from salnas.supernet.checkpoint import build_supernet
+from salnas.supernet.costs import count_params_flops
 from salnas.supernet.model import Supernet
 from salnas.supernet.space import Genome, GenomeError, SearchSpace, default_space
 
@@ -188,3 +195,64 @@ def test_a_table_of_a_depth_space_profiles_and_predicts() -> None:
     assert set(table.entries) == set(entry_keys(DEPTH))
     preds = [table.predict_ms(with_depth(DEPTH.max_genome(), d)) for d in (1, 2, 3)]
     assert all(np.isfinite(preds)) and min(preds) > 0
+
+
+# --- widths down to 16 (8), resolutions 96x128 .. 288x384 -----------------------------------
+WIDE = SearchSpace({
+    "resolutions": [[96, 128], [144, 192], [192, 256], [240, 320], [288, 384]],
+    "decoder_widths": [[16, 32, 64, 128], [16, 32, 64, 96], [16, 32, 48, 64], [8, 16, 24, 32]],
+    "decoder_depths": [1, 2, 3, 4],
+})
+OSIE = Path(__file__).resolve().parents[1] / "configs" / "osie.yaml"
+
+
+def at(genome: Genome, resolution: tuple[int, int]) -> Genome:
+    return Genome.from_json({**genome.to_dict(), "resolution": list(resolution)}, genome.space)
+
+
+@pytest.fixture(scope="module")
+def wide_net() -> Supernet:
+    torch.manual_seed(0)
+    return Supernet(WIDE, pretrained=False).eval()
+
+
+def test_narrow_decoders_and_small_inputs_build_run_and_count(wide_net: Supernet) -> None:
+    small = WIDE.min_genome()
+    assert small.widths == (16,) and small.resolution == (96, 128)
+    narrowest = with_depth(small, 4)
+    narrowest = Genome.from_json({**narrowest.to_dict(), "widths": [16, 16, 16, 8]}, WIDE)
+    flops: dict[tuple[str, tuple[int, int]], int] = {}
+    for name, g in [("min", small), ("narrow", narrowest), ("max", WIDE.max_genome())]:
+        for res in ((96, 128), (288, 384)):
+            g = at(g, res)
+            net = wide_net.extract(g).eval()
+            x = torch.rand(1, 3, *res)
+            wide_net.set_active(g)
+            with torch.no_grad():
+                a, b = wide_net(x), net(x)
+            assert a.shape == b.shape == (1, 1, *res)
+            assert torch.allclose(a, b, atol=1e-5)
+            params, flops[name, res] = count_params_flops(net, res)
+            assert params > 0 and flops[name, res] > 0
+    wide_net.set_active(WIDE.max_genome())
+    for name in ("min", "narrow", "max"):
+        assert flops[name, (96, 128)] < flops[name, (288, 384)]
+    assert flops["min", (96, 128)] < flops["narrow", (96, 128)] < flops["max", (96, 128)]
+    assert flops["min", (96, 128)] < 30e6 < 1.5e9 < flops["max", (288, 384)]
+
+
+def test_osie_config_searches_the_v2_space() -> None:
+    config = load_config(OSIE)
+    space = SearchSpace(config.supernet.space)
+    areas = [h * w for h, w in space.resolutions]
+    assert len(space.resolutions) >= 3 and min(areas) <= 128 * 171
+    assert all(h <= config.data.resolution[0] and w <= config.data.resolution[1]
+               for h, w in space.resolutions)
+    assert min(min(ws) for ws in space.decoder_widths[:-1]) == 16
+    assert min(space.decoder_widths[-1]) == 8
+    assert space.decoder_depths == (1, 2, 3, 4)
+    net = build_supernet(config, pretrained=False)
+    g = space.min_genome()
+    with torch.no_grad():
+        assert net.extract(g).eval()(torch.rand(1, 3, *g.resolution)).shape == (
+            1, 1, *g.resolution)
