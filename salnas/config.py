@@ -189,7 +189,10 @@ class LatencyConfig(Section):
     threads: int = Field(1, ge=1, description="CPU threads while measuring")
     warmup: int = Field(3, ge=0)
     repeats: int = Field(10, ge=1, description="timed batch-1 forwards; the median is kept")
-    record: bool = Field(False, description="record latency even when nothing uses it")
+    record: bool = Field(
+        True, description="record latency even when nothing uses it (so pareto.csv and the "
+        "report always have it)",
+    )
 
 
 class EarlyExitConfig(Section):

@@ -147,6 +147,7 @@ class TrainLogColumns:
     seconds: str = "seconds"
     val_max: str = "val_max_"  # + metric
     val_min: str = "val_min_"
+    val_random: str = "val_rand"  # + k + "_" + metric: the fixed random subnets (val_random)
     score: str = "score"  # what supernet.keep: best maximises
     kept_epoch: str = "kept_epoch"  # the epoch whose weights the later stages inherit
 
@@ -220,8 +221,10 @@ class DistillColumns:
     test_prefix: str = "test_"  # + metric
     search_prefix: str = "search_"  # + pareto.csv column
     params: str = "params"
+    params_unpruned: str = "params_unpruned"  # before pruning (peer-csnet-dwd), else = params
     flops: str = "flops"
-    latency: str = "latency_ms"
+    latency: str = "latency_ms"  # batch 1, CPU, in search.latency.backend
+    teacher_spec: str = "teacher"  # self | max | model:PATH of the arm's teacher ("" baseline)
     energy: str = "energy_kwh"
     co2: str = "co2_kg"
     epochs: str = "epochs"
