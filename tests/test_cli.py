@@ -174,3 +174,123 @@ def test_osie_baselines_floor_far_below_ceiling(osie_root, tmp_path):
     assert human["CC"] - bias["CC"] > 0.3
     assert human["NSS"] - bias["NSS"] > 1.0
     assert human["AUC_Judd"] - bias["AUC_Judd"] > 0.05
+
+
+# ---------------------------------------------------------------- a CLI that behaves
+def _capture(monkeypatch, target: str, result):
+    calls: list[dict] = []
+
+    def fake(config, *args, **kwargs):
+        calls.append({"config": config, "args": args, **kwargs})
+        return result
+
+    monkeypatch.setattr(target, fake)
+    return calls
+
+
+SEARCH_SUMMARY = {"archive_size": 0, "feasible": 0, "pareto_size": 0, "hypervolume": 0.0,
+                  "evaluated_by_this_process": 0, "cache_hits_of_this_process": 0,
+                  "wall_s_of_this_process": 0.0}
+
+
+@pytest.mark.parametrize(("argv", "target", "result"), [
+    (["run", "--out", "{tmp}/run"], "salnas.pipeline.run_pipeline", {}),
+    (["supernet", "train", "--out", "{tmp}/sn"], "salnas.supernet.train.train_supernet", "x"),
+    (["search", "--out", "{tmp}/s"], "salnas.search.run.run_search", SEARCH_SUMMARY),
+    (["distill", "--search", "{tmp}", "--out", "{tmp}/d"], "salnas.distill.run.run_distill",
+     None),
+], ids=["run", "supernet train", "search", "distill"])
+def test_set_overrides_reach_the_stage_typed_by_the_schema(argv, target, result, tmp_path,
+                                                           monkeypatch):
+    import pandas as pd
+
+    config = tmp_path / "c.yaml"
+    config.write_text("supernet:\n  epochs: 2\n  loss: {kld: 1.0}\n")
+    calls = _capture(monkeypatch, target, pd.DataFrame() if result is None else result)
+    args = [a.format(tmp=tmp_path) for a in argv]
+    invoked = runner.invoke(app, [*args, "--config", str(config), "--set", "supernet.epochs=5",
+                                  "--set", "data.resolution=[64, 96]",
+                                  "--set", "supernet.loss.cc=0.5", "--set", "seed=7"])
+    assert invoked.exit_code == 0, invoked.output
+    (call,) = calls
+    cfg = call["config"]
+    assert cfg.supernet.epochs == 5 and cfg.data.resolution == (64, 96) and cfg.seed == 7
+    assert cfg.supernet.loss == {"kld": 1.0, "cc": 0.5}
+    # progress bars: off here (stderr is not a terminal), as every command decides it
+    assert call.get("progress", False) is False
+    bad = runner.invoke(app, [*args, "--config", str(config), "--set", "supernet.epochs=x"])
+    assert bad.exit_code != 0 and "'supernet.epochs'" in str(bad.exception)
+
+
+def test_progress_flag_and_run_log(tmp_path, monkeypatch):
+    calls = _capture(monkeypatch, "salnas.pipeline.run_pipeline", {})
+    config = tmp_path / "c.yaml"
+    config.write_text("seed: 1\n")
+    base = ["run", "--config", str(config), "--out", str(tmp_path / "r")]
+    assert runner.invoke(app, [*base, "--progress"]).exit_code == 0
+    assert runner.invoke(app, ["--no-progress", *base]).exit_code == 0
+    assert [c["progress"] for c in calls] == [True, False]
+
+
+def test_the_pipeline_writes_run_log_with_a_failing_stages_reason(tmp_path, monkeypatch):
+    import re
+
+    import salnas.pipeline as pipeline
+    from salnas.config import load_config
+    from salnas.errors import SalnasError
+
+    class Fake:
+        def __init__(self, name, fail=False):
+            self.name, self.fail = name, fail
+
+        def fingerprint(self):
+            return {}
+
+        def is_done(self):
+            return False
+
+        def run(self):
+            if self.fail:
+                raise SalnasError("cannot write x: no space left on the device")
+
+        def status(self):
+            return {}
+
+    monkeypatch.setattr(pipeline, "stage_runners", lambda c, layout, p: [Fake("a"), Fake("b")])
+    said: list[str] = []
+    pipeline.run_pipeline(load_config(None), tmp_path, progress=False, log=said.append)
+    lines = (tmp_path / "run.log").read_text().splitlines()
+    assert said == ["[a] running", "[a] done in 0 s", "[b] running", "[b] done in 0 s"]
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \[", line) for line in lines)
+    assert [line.split(" ", 1)[1] for line in lines] == said
+    monkeypatch.setattr(pipeline, "stage_runners",
+                        lambda c, layout, p: [Fake("a"), Fake("c", fail=True)])
+    with pytest.raises(SalnasError):
+        pipeline.run_pipeline(load_config(None), tmp_path, progress=False, log=said.append)
+    last = (tmp_path / "run.log").read_text().splitlines()[-1]
+    assert last.endswith("[c] failed: cannot write x: no space left on the device")
+    assert len((tmp_path / "run.log").read_text().splitlines()) == 4 + 4  # appended
+
+
+def test_evaluate_scores_every_predicted_image_when_the_folder_covers_more(tmp_path):
+    source = open_source("synthetic:20")
+    stems = source.stems()
+    test = make_split(stems, 0, *source.default_split)["test"]
+    _write_predictions(tmp_path / "all", source, stems, "truth")
+    result = runner.invoke(app, ["evaluate", "--data", "synthetic:20", "--predictions",
+                                 str(tmp_path / "all"), "--json", str(tmp_path / "all.json")])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "all.json").read_text())
+    assert scores["n_images"] == 20 and scores["split"] == "every image with a prediction"
+    assert "scoring 20 images of synthetic:20 (every image with a prediction" in result.output
+    # only the test split predicted: the test split, said so; --split still chooses
+    _write_predictions(tmp_path / "test", source, test, "truth")
+    result = runner.invoke(app, ["evaluate", "--data", "synthetic:20", "--predictions",
+                                 str(tmp_path / "test")])
+    assert result.exit_code == 0, result.output
+    assert f"scoring {len(test)} images of synthetic:20 (test" in result.output
+    assert not list(tmp_path.glob("test*.json"))  # --json is optional, like data check's
+    result = runner.invoke(app, ["evaluate", "--data", "synthetic:20", "--predictions",
+                                 str(tmp_path / "all"), "--split", "test", "--json",
+                                 str(tmp_path / "t.json")])
+    assert json.loads((tmp_path / "t.json").read_text())["n_images"] == len(test)

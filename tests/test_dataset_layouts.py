@@ -205,3 +205,34 @@ def test_folder_csv_round_trips_exactly(rows):
     assert fix.x.tolist() == [r[0] for r in rows]
     assert fix.y.tolist() == [r[1] for r in rows]
     assert fix.subject.tolist() == [r[2] for r in rows]
+
+
+# --------------------------------------------------------------------------- links outside
+def test_every_layout_refuses_files_that_link_outside_its_folder(tmp_path):
+    # a file layout (MIT1003): the image links to a picture elsewhere on the disk
+    fx = make_mit1003(tmp_path / "mit", n=3, with_maps=False)
+    elsewhere = tmp_path / "elsewhere.jpeg"
+    write_image(elsewhere, fx.sizes[fx.stems[0]], 7)
+    fx.images[fx.stems[0]].unlink()
+    fx.images[fx.stems[0]].symlink_to(elsewhere)
+    source = open_source(fx.spec)
+    assert fx.stems[0] not in source.stems()
+    problems = check_source(source, progress=False).problems
+    assert any(p.startswith(f"{fx.images[fx.stems[0]]}: links to a file outside the dataset")
+               for p in problems), problems
+
+    # OSIE: a stimulus linking outside stimuli's dataset
+    osie = tmp_path / "osie"
+    (osie / "stimuli").mkdir(parents=True)
+    for stem in ("1001", "1002"):
+        write_image(osie / "stimuli" / f"{stem}.jpg", (12, 16), int(stem))
+    (osie / "stimuli" / "1002.jpg").unlink()
+    (osie / "stimuli" / "1002.jpg").symlink_to(elsewhere)
+    subject = {"fix_x": np.array([3.0, 4.0]), "fix_y": np.array([2.0, 5.0])}
+    records = np.array([(f"{s}.jpg", np.array([subject], dtype=object)) for s in ("1001", "1002")],
+                       dtype=[("img", object), ("subjects", object)])
+    scipy.io.savemat(osie / "fixations.mat", {"fixations": records})
+    source = open_source(f"osie:{osie}")
+    assert source.stems() == ["1001"]
+    assert any("1002.jpg: links to a file outside the dataset folder" in p
+               for p in source.structural_problems())

@@ -243,6 +243,10 @@ CASES = [
          "root:x:0/c.yaml does not exist"),
     Case("emoji code in a spec", lambda r: ["data", "check", f"folder:{r / 'root:x:0'}"],
          "root:x:0 does not exist"),
+    Case("emoji code in --genome",
+         lambda r: ["supernet", "extract", _tiny_checkpoint(r / "sn" / "supernet.pt"),
+                    "--genome", "random:x", "--out", r / "m.pt"],
+         "--genome random:x: the seed after 'random:' must be an integer"),
     Case("NaN in archive.csv on resume", lambda r: _resume_search(r, "nan"),
          "archive.csv: line 2, column CC: 'nan' is not a finite number"),
     Case("inf in archive.csv on resume", lambda r: _resume_search(r, "inf"),
@@ -321,7 +325,7 @@ def test_bad_input(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_the_table_covers_the_issue(capsys: pytest.CaptureFixture[str]) -> None:
     # for the README's reliability figures
-    assert len(CASES) >= 35
+    assert len(CASES) >= 38
     assert len({c.id for c in CASES}) == len(CASES)
 
 
@@ -667,3 +671,27 @@ def test_sigkill_during_salnas_run_then_rerun_finishes(tmp_path):
     log = (run / "run.log").read_text()
     assert "[search] running" in log and "[report] done" in log
     assert not [p for p in run.rglob(".*.tmp")]
+
+
+@pytest.mark.slow
+def test_sigkill_during_supernet_training_then_resume_equals_an_uninterrupted_run(tmp_path):
+    from salnas.supernet.checkpoint import load_checkpoint
+
+    config = write_yaml(tmp_path / "c.yaml", tiny(supernet={"epochs": 2}))
+    argv = ["supernet", "train", "--config", config, "--no-progress"]
+    reference = tmp_path / "reference"
+    assert _popen_cli([*argv, "--out", reference], tmp_path / "ref.log").wait(600) == 0
+    out = tmp_path / "killed"
+    proc = _popen_cli([*argv, "--out", out], tmp_path / "killed.log")
+    # kill point: epoch 1's checkpoint is written, epoch 2 is training
+    _kill_when(proc, lambda: (out / "train_log.csv").is_file())
+    assert load_checkpoint(out / "supernet.pt")["epoch"] == 1
+    resumed = subprocess.run([sys.executable, "-m", "salnas.cli", *map(str, argv), "--out", out,
+                              "--resume"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got, want = load_checkpoint(out / "supernet.pt"), load_checkpoint(reference / "supernet.pt")
+    assert got["epoch"] == want["epoch"] == 2
+    assert got["model"].keys() == want["model"].keys()
+    for name, tensor in want["model"].items():
+        assert torch.equal(got["model"][name], tensor), name
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

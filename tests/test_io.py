@@ -114,3 +114,24 @@ def test_ensure_dir_refuses_a_file_and_names_the_option(tmp_path):
     with pytest.raises(OutputError, match=r"--out .*f/sub: cannot create the folder \(a part"):
         ensure_dir(tmp_path / "f" / "sub")
     assert ensure_dir(tmp_path / "new" / "run").is_dir()
+
+
+def test_progress_is_decided_in_one_place(monkeypatch):
+    class Tty:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    from salnas.io import progress_enabled, set_progress
+
+    monkeypatch.setattr(sys, "stderr", Tty(False))
+    assert progress_enabled() is False and progress_enabled(True) is True
+    monkeypatch.setattr(sys, "stderr", Tty(True))
+    assert progress_enabled() is True and progress_enabled(False) is False
+    set_progress(False)  # salnas --no-progress
+    try:
+        assert progress_enabled() is False and progress_enabled(True) is True
+    finally:
+        set_progress(None)
