@@ -9,8 +9,12 @@ search space on one device and thread count, per input resolution:
   per (stage, ``rest``, k, e) covers them;
 * ``level``: one decoder level per (level, op, width, skip on/off, previous width), including
   its bilinear upsampling of the previous level and the concatenation;
+* ``fpn``: with the FPN decoder (``decoder_types``), its top lateral per width, each level per
+  (width, lateral on/off) including the upsampling and the sum, and its head op per (level
+  where it can run, op, width);
 * ``readout``: the 1x1 read-out per (input width, prior on/off), including the upsampling of
-  the prior maps and of the logits to the input size.
+  the prior maps and of the logits to the input size; after a level other than the space's
+  last (``decoder_depths``), per that level too.
 
 A genome's latency is predicted as ``a * sum(entries) + b``: the fitted overhead ``(a, b)``
 corrects what the sum misses (Python dispatch between modules, cache effects of a whole
@@ -47,7 +51,16 @@ from salnas.errors import SalnasError
 from salnas.io import provenance, write_json_atomic
 from salnas.search.backends import check_backend, compile_module
 from salnas.supernet.model import Supernet
-from salnas.supernet.plan import LevelPlan, MBConvPlan, PlanPart, StemPlan
+from salnas.supernet.plan import (
+    FpnHeadPlan,
+    FpnLevelPlan,
+    FpnTopPlan,
+    LevelPlan,
+    MBConvPlan,
+    PlanPart,
+    ReadoutPlan,
+    StemPlan,
+)
 from salnas.supernet.space import Genome, GenomeError, SearchSpace
 
 __all__ = [
@@ -291,6 +304,18 @@ def readout_key(resolution: Sequence[int], width: int, prior: bool,
     return f"readout@{_res(resolution)}{at}/w{width}/prior{int(prior)}"
 
 
+def fpn_top_key(resolution: Sequence[int], width: int) -> str:
+    return f"fpn@{_res(resolution)}/top/w{width}"
+
+
+def fpn_level_key(resolution: Sequence[int], level: int, width: int, skip: bool) -> str:
+    return f"fpn@{_res(resolution)}/d{level}/w{width}/skip{int(skip)}"
+
+
+def fpn_head_key(resolution: Sequence[int], level: int, op: str, width: int) -> str:
+    return f"fpn@{_res(resolution)}/head/d{level}/{op}/w{width}"
+
+
 def part_key(resolution: Sequence[int], part: PlanPart) -> str:
     """The table entry of one part of a :class:`~salnas.supernet.plan.BlockPlan`."""
     if isinstance(part, StemPlan):
@@ -300,6 +325,12 @@ def part_key(resolution: Sequence[int], part: PlanPart) -> str:
     if isinstance(part, LevelPlan):
         return level_key(resolution, part.level, part.op, part.width, part.use_skip,
                          part.prev_channels)
+    if isinstance(part, FpnTopPlan):
+        return fpn_top_key(resolution, part.width)
+    if isinstance(part, FpnLevelPlan):
+        return fpn_level_key(resolution, part.level, part.width, part.use_skip)
+    if isinstance(part, FpnHeadPlan):
+        return fpn_head_key(resolution, part.level, part.op, part.width)
     return readout_key(resolution, part.cin, part.prior, None if part.final else part.level)
 
 
@@ -309,13 +340,20 @@ def genome_entry_keys(genome: Genome) -> list[str]:
     return [part_key(plan.resolution, p) for p in plan.parts()]
 
 
-def _components(space: SearchSpace) -> Iterator[tuple[str, tuple[int, int], PlanPart]]:
-    """Every entry of the space's table: (key, resolution, the plan part it times).
+_Part = StemPlan | MBConvPlan | LevelPlan | ReadoutPlan
+_FpnPart = FpnTopPlan | FpnLevelPlan | FpnHeadPlan
+
+
+def _components(space: SearchSpace) -> Iterator[tuple[str, tuple[int, int], _Part]]:
+    """Every entry of the space's table but the FPN decoder's (:func:`_fpn_components`):
+    (key, resolution, the plan part it times).
 
     Parts come from the max plan at each resolution (which has every block, so every
     channel count and feature size), with the searched choices swapped in. Blocks after a
     stage's second have the second's shapes, so they share its ``rest`` entry. The read-out
-    has entries after every level that can be the last (``decoder_depths``), at its size.
+    has entries after every level that can be the last (``decoder_depths``), at its size, per
+    width that level can have (with an FPN decoder: also the level-0 widths; one entry where
+    the U-Net's and the FPN's widths are equal).
     """
     priors = (False, True) if space.prior_channels > 0 else (False,)
     for r in space.resolutions:
@@ -340,20 +378,48 @@ def _components(space: SearchSpace) -> Iterator[tuple[str, tuple[int, int], Plan
                                             prev_channels=prev)
                             yield part_key(r, level), r, level
             prevs = widths
+        sizes = [plan.stage_sizes[s] for s in space.skip_stages]
+        fpn_widths = space.decoder_widths[0] if "fpn" in space.decoder_types else ()
         for d in space.decoder_depths:
-            last = plan.levels[d - 1]
-            for w in space.decoder_widths[d - 1]:
+            unet = space.decoder_widths[d - 1] if "unet" in space.decoder_types else ()
+            for w in dict.fromkeys((*unet, *fpn_widths)):
                 for prior in priors:
-                    readout = replace(plan.readout, cin=w, prior=prior,
-                                      prior_channels=space.prior_channels if prior else 0,
-                                      in_size=last.size, level=last.level,
-                                      final=d == len(plan.levels))
+                    readout = ReadoutPlan(w, prior, space.prior_channels if prior else 0,
+                                          sizes[d - 1], r, d - 1, d == len(sizes))
                     yield part_key(r, readout), r, readout
+
+
+def _fpn_components(space: SearchSpace) -> Iterator[tuple[str, tuple[int, int], _FpnPart]]:
+    """The FPN decoder's entries (none without ``fpn`` in ``decoder_types``), per resolution
+    and level-0 width: the top lateral; each level with and without its lateral (upsampling
+    included); the head op at each level that can be the last. A plain module of each part:
+    :meth:`Supernet.export_part <salnas.supernet.model.Supernet.export_part>`."""
+    if "fpn" not in space.decoder_types:
+        return
+    widths = space.decoder_widths[0]
+    for r in space.resolutions:
+        plan = space.max_plan(r)
+        channels, sizes = plan.stage_channels, plan.stage_sizes
+        for w in widths:
+            top = FpnTopPlan(channels[-1], w, sizes[-1])
+            yield part_key(r, top), r, top
+        prev = sizes[-1]
+        for lvl, s in enumerate(space.skip_stages):
+            for w in widths:
+                for skip in (False, True):
+                    level = FpnLevelPlan(lvl, s, channels[s], w, skip, prev, sizes[s])
+                    yield part_key(r, level), r, level
+            if lvl + 1 in space.decoder_depths:
+                for op in space.decoder_ops:
+                    for w in widths:
+                        head = FpnHeadPlan(lvl, op, w, sizes[s])
+                        yield part_key(r, head), r, head
+            prev = sizes[s]
 
 
 def entry_keys(space: SearchSpace) -> list[str]:
     """Keys of every entry a complete table of ``space`` holds."""
-    return [c[0] for c in _components(space)]
+    return [c[0] for c in _components(space)] + [c[0] for c in _fpn_components(space)]
 
 
 class _Normalised(nn.Module):
@@ -711,8 +777,17 @@ def _floor_sum(space: SearchSpace, entries: dict[str, float]) -> float:
                 pre = f"block{tag}s{i}/{'first' if first else 'rest'}/"
                 if count:
                     total += count * min(v for k, v in entries.items() if k.startswith(pre))
-        for lvl in range(space.decoder_depths[0]):  # every genome runs at least these
-            total += min(v for k, v in entries.items() if k.startswith(f"level{tag}d{lvl}/"))
+        def cheapest(prefix: str) -> float:
+            return min(v for k, v in entries.items() if k.startswith(prefix))
+
+        levels = range(space.decoder_depths[0])  # every genome runs at least these
+        decoders = []
+        if "unet" in space.decoder_types:
+            decoders.append(sum(cheapest(f"level{tag}d{lvl}/") for lvl in levels))
+        if "fpn" in space.decoder_types:
+            decoders.append(cheapest(f"fpn{tag}top/") + cheapest(f"fpn{tag}head/")
+                            + sum(cheapest(f"fpn{tag}d{lvl}/") for lvl in levels))
+        total += min(decoders)
         total += min(v for k, v in entries.items() if k.startswith(f"readout{tag}"))
         best = min(best, total)
     return best

@@ -25,10 +25,11 @@ from .ops import (
     ElasticMBConv,
     plain_conv,
 )
-from .plan import BlockPlan, MBConvPlan
-from .space import Genome, SearchSpace, default_space
+from .plan import BlockPlan, FpnHeadPlan, FpnLevelPlan, FpnTopPlan, MBConvPlan
+from .space import Genome, GenomeError, SearchSpace, default_space
 
-__all__ = ["DecoderLevel", "Encoder", "Readout", "SalNet", "Supernet", "build_decoder_op"]
+__all__ = ["DecoderLevel", "Encoder", "FpnDecoder", "FpnMerge", "Readout", "SalNet", "Supernet",
+           "build_decoder_op"]
 
 LITE_MEAN, LITE_STD = 127.0 / 255.0, 128.0 / 255.0
 
@@ -52,6 +53,49 @@ class DecoderLevel(nn.Module):
         if self.use_skip:
             y = torch.cat([skip, y], 1)
         return self._op()(y)
+
+
+class FpnMerge(nn.Module):
+    """One FPN level: upsample the top-down sum to the skip's size, add ``lateral(skip)``
+    (a 1x1 conv and BN to the sum's width) when the level has a lateral."""
+
+    def __init__(self, lateral: nn.Module | None) -> None:
+        super().__init__()
+        self.lateral = lateral
+
+    def _lateral(self) -> nn.Module | None:
+        return self.lateral
+
+    def forward(self, y: Tensor, skip: Tensor) -> Tensor:
+        y = _upsample(y, skip.shape[-2:])
+        lateral = self._lateral()
+        return y if lateral is None else y + lateral(skip)
+
+
+class FpnDecoder(nn.Module):
+    """Lateral-sum decoder: ``top`` (1x1 lateral of the deepest feature), then level ``l``'s
+    :class:`FpnMerge` with the output of stage ``skip_stages[l]``, then ``head`` (the op)."""
+
+    def __init__(self, top: nn.Module, merges: Sequence[FpnMerge], head: nn.Module,
+                 skip_stages: tuple[int, ...]) -> None:
+        super().__init__()
+        self.top = top
+        self.merges = nn.ModuleList(merges)
+        self.head = head
+        self.skip_stages = tuple(skip_stages)
+
+    def _depth(self) -> int:
+        return len(self.skip_stages)
+
+    def _head(self) -> nn.Module:
+        return self.head
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        y = self.top(feats[-1])
+        depth = self._depth()
+        for merge, s in zip(self.merges[:depth], self.skip_stages[:depth], strict=True):
+            y = merge(y, feats[s])
+        return self._head()(y)
 
 
 class Readout(nn.Module):
@@ -96,7 +140,8 @@ class Encoder(nn.Module):
 
 
 class SalNet(nn.Module):
-    """A saliency network: ``encoder`` (Lite stem, MBConv stages), U-Net ``decoder``, ``readout``.
+    """A saliency network: ``encoder`` (Lite stem, MBConv stages), U-Net ``decoder`` (or an
+    ``fpn`` decoder, then ``decoder`` is empty), ``readout``.
 
     Decoder level ``l`` takes the previous level (level 0: the last stage) and the output of
     stage ``skip_stages[l]`` (one entry per level that runs); the read-out reads the last
@@ -106,13 +151,16 @@ class SalNet(nn.Module):
     mean: Tensor
     std: Tensor
 
+    fpn: FpnDecoder | None
+
     def __init__(self, encoder: Encoder, decoder: Sequence[DecoderLevel], readout: Readout,
-                 skip_stages: tuple[int, ...]) -> None:
+                 skip_stages: tuple[int, ...], fpn: FpnDecoder | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = nn.ModuleList(decoder)
         self.readout = readout
         self.skip_stages = tuple(skip_stages)
+        self.fpn = fpn
         self.register_buffer("mean", torch.full((1, 3, 1, 1), LITE_MEAN), persistent=False)
         self.register_buffer("std", torch.full((1, 3, 1, 1), LITE_STD), persistent=False)
         self.genome: Genome | None = None
@@ -122,7 +170,10 @@ class SalNet(nn.Module):
 
     def _decoder_depth(self) -> int:
         """Number of decoder levels that run."""
-        return len(self.decoder)
+        return len(self.skip_stages) if self.fpn is not None else len(self.decoder)
+
+    def _decoder_type(self) -> str:
+        return "unet" if self.fpn is None else "fpn"
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """Normalise ``x`` (RGB in [0, 1]) and return the output of every encoder stage."""
@@ -131,6 +182,8 @@ class SalNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Saliency logits (B, 1, H, W) for images ``x`` (B, 3, H, W) in [0, 1]."""
         feats = self.encode(x)
+        if self.fpn is not None and self._decoder_type() == "fpn":
+            return self.readout(self.fpn(feats), x.shape[-2:])
         y = feats[-1]
         depth = self._decoder_depth()
         for level, s in zip(self.decoder[:depth], self.skip_stages[:depth], strict=True):
@@ -196,6 +249,87 @@ class ElasticDecoderLevel(DecoderLevel):
         return DecoderLevel(_export(self._op()), self.use_skip)
 
 
+def _lateral(cin: int, width: int) -> nn.Sequential:
+    """Elastic FPN lateral: 1x1 conv to ``width`` channels, BN (no activation)."""
+    return nn.Sequential(ElasticConv2d(cin, width, 1), ElasticBatchNorm2d(width))
+
+
+class ElasticFpnMerge(FpnMerge):
+    """FPN level with its elastic lateral (max width); ``use_skip`` off: upsampling only."""
+
+    lateral: nn.Sequential
+
+    def __init__(self, skip_channels: int, width: int) -> None:
+        super().__init__(_lateral(skip_channels, width))
+        self.skip_channels, self.use_skip = skip_channels, True
+
+    def _lateral(self) -> nn.Module | None:
+        return self.lateral if self.use_skip else None
+
+    def set_active(self, use_skip: bool, width: int) -> None:
+        """Add the lateral (on the first ``width`` channels) or not."""
+        self.use_skip = use_skip
+        _set_op_active(self.lateral, slice(0, self.skip_channels), width)
+
+    def export(self) -> FpnMerge:
+        """Plain level (the lateral only when used)."""
+        return FpnMerge(_export(self.lateral) if self.use_skip else None)
+
+
+class ElasticFpnDecoder(FpnDecoder):
+    """FPN decoder of the supernet: the top lateral and one lateral per level at the max
+    ``width`` (sliced), and per level every candidate op (``heads[l][op]``, width -> width)
+    for when that level is the last."""
+
+    top: nn.Sequential
+
+    def __init__(self, top_channels: int, skip_channels: Sequence[int],
+                 skip_stages: tuple[int, ...], width: int, ops: tuple[str, ...]) -> None:
+        nn.Module.__init__(self)
+        self.top = _lateral(top_channels, width)
+        self.merges = nn.ModuleList(ElasticFpnMerge(c, width) for c in skip_channels)
+        self.heads = nn.ModuleList(
+            nn.ModuleDict({o: build_decoder_op(o, width, width) for o in ops})
+            for _ in skip_stages)
+        self.skip_stages = tuple(skip_stages)
+        self.top_channels = top_channels
+        self.active_depth, self.active_op, self.active_width = len(skip_stages), ops[-1], width
+
+    def merge(self, lvl: int) -> ElasticFpnMerge:
+        """The elastic level ``lvl``."""
+        return cast(ElasticFpnMerge, self.merges[lvl])
+
+    def head_op(self, lvl: int, op: str) -> nn.Sequential:
+        """Candidate op ``op`` of level ``lvl`` (runs when ``lvl`` is the last level)."""
+        return cast(nn.Sequential, cast(nn.ModuleDict, self.heads[lvl])[op])
+
+    def _depth(self) -> int:
+        return self.active_depth
+
+    def _head(self) -> nn.Module:
+        return self.head_op(self.active_depth - 1, self.active_op)
+
+    def set_top_active(self, width: int) -> None:
+        _set_op_active(self.top, slice(0, self.top_channels), width)
+
+    def set_head_active(self, lvl: int, op: str, width: int) -> None:
+        _set_op_active(self.head_op(lvl, op), slice(0, width), width)
+
+    def set_active(self, skips: Sequence[bool], op: str, width: int) -> None:
+        """Run ``len(skips)`` levels (laterals where ``skips``) at ``width``, then ``op``."""
+        self.active_depth, self.active_op, self.active_width = len(skips), op, width
+        self.set_top_active(width)
+        for lvl, use in enumerate(skips):
+            self.merge(lvl).set_active(use, width)
+        self.set_head_active(len(skips) - 1, op, width)
+
+    def export(self) -> FpnDecoder:
+        """Plain decoder of the active levels and op."""
+        depth = self.active_depth
+        return FpnDecoder(_export(self.top), [self.merge(lvl).export() for lvl in range(depth)],
+                          _export(self._head()), self.skip_stages[:depth])
+
+
 def centre_prior(channels: int, size: tuple[int, int] = (12, 16)) -> Tensor:
     """Initial centre-bias maps: centred Gaussians with sigmas from 0.15 to 1 (of half-size)."""
     ys = torch.linspace(-1, 1, size[0])[:, None]
@@ -240,6 +374,7 @@ class Supernet(SalNet):
     """
 
     readout: ElasticReadout
+    fpn: ElasticFpnDecoder | None
 
     def __init__(self, space: SearchSpace | None = None, pretrained: bool = True,
                  kernel_transform: bool = False) -> None:
@@ -255,10 +390,16 @@ class Supernet(SalNet):
                                                  kernel_transform))
         levels = [ElasticDecoderLevel(lv.skip_channels, lv.prev_channels, lv.width,
                                       space.decoder_ops) for lv in plan.levels]
-        readout = ElasticReadout(plan.readout.prior_channels,
-                                 max(max(space.decoder_widths[d - 1])
-                                     for d in space.decoder_depths))
-        super().__init__(Encoder(stem, stages), levels, readout, space.skip_stages)
+        fpn = None
+        readout_widths = [max(space.decoder_widths[d - 1]) for d in space.decoder_depths]
+        if "fpn" in space.decoder_types:
+            width = max(space.decoder_widths[0])
+            fpn = ElasticFpnDecoder(plan.stage_channels[-1],
+                                    [plan.stage_channels[s] for s in space.skip_stages],
+                                    space.skip_stages, width, space.decoder_ops)
+            readout_widths.append(width)
+        readout = ElasticReadout(space.prior_channels, max(readout_widths))
+        super().__init__(Encoder(stem, stages), levels, readout, space.skip_stages, fpn)
         self.space = space
         self.plan: BlockPlan = plan
         self._init_weights()
@@ -286,6 +427,9 @@ class Supernet(SalNet):
     def _decoder_depth(self) -> int:
         return self._active().decoder_depth
 
+    def _decoder_type(self) -> str:
+        return self._active().decoder_type
+
     def _active(self) -> Genome:
         if self.genome is None:  # set by __init__; only a caller assigning None gets here
             raise RuntimeError("the supernet has no active genome; call set_active")
@@ -299,6 +443,31 @@ class Supernet(SalNet):
         """The elastic decoder level ``lvl``."""
         return cast(ElasticDecoderLevel, self.decoder[lvl])
 
+    def _fpn(self) -> ElasticFpnDecoder:
+        if self.fpn is None:
+            raise GenomeError("this supernet's space has no fpn decoder (decoder_types)")
+        return self.fpn
+
+    def export_part(self, part: FpnTopPlan | FpnLevelPlan | FpnHeadPlan
+                    ) -> tuple[nn.Module, tuple[tuple[int, ...], ...]]:
+        """A plain module computing one FPN part of a plan, and the shapes of its inputs
+        (batch 1), e.g. to time it: the top lateral on the deepest feature; a level on
+        ``(sum, skip)``; the head on the sum. The active subnet is left unchanged."""
+        fpn = self._fpn()
+        try:
+            if isinstance(part, FpnTopPlan):
+                fpn.set_top_active(part.width)
+                return _export(fpn.top), ((1, part.cin, *part.size),)
+            if isinstance(part, FpnLevelPlan):
+                merge = fpn.merge(part.level)
+                merge.set_active(part.use_skip, part.width)
+                return merge.export(), ((1, part.width, *part.prev_size),
+                                        (1, part.skip_channels, *part.size))
+            fpn.set_head_active(part.level, part.op, part.width)
+            return _export(fpn.head_op(part.level, part.op)), ((1, part.width, *part.size),)
+        finally:
+            self.set_active(self._active())
+
     def set_active(self, genome: Genome) -> None:
         """Make ``genome`` the running subnet (validated against this supernet's space)."""
         plan = self.space.plan(genome)
@@ -306,6 +475,9 @@ class Supernet(SalNet):
             self.block(b).set_active(b.kernel, b.expand)
         for lv in plan.levels:
             self.level(lv.level).set_active(lv.op, lv.width, lv.use_skip, lv.prev_channels)
+        if plan.fpn is not None:
+            self._fpn().set_active([lv.use_skip for lv in plan.fpn.levels], plan.fpn.head.op,
+                                   plan.fpn.head.width)
         self.readout.set_active(plan.readout.prior, plan.readout.cin)
         self.genome, self.plan = genome, plan
 
@@ -323,9 +495,11 @@ class Supernet(SalNet):
             stages: list[list[nn.Module]] = [[] for _ in plan.stage_channels]
             for b in plan.blocks:
                 stages[b.stage].append(self.block(b).export())
+            depth = genome.decoder_depth
             net = SalNet(Encoder(copy.deepcopy(self.encoder.stem), stages),
                          [self.level(lv.level).export() for lv in plan.levels],
-                         self.readout.export(), self.space.skip_stages[: len(plan.levels)])
+                         self.readout.export(), self.space.skip_stages[:depth],
+                         None if plan.fpn is None else self._fpn().export())
         finally:
             self.set_active(active)
         net.genome = genome

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .space import Genome, SearchSpace
 
-__all__ = ["BlockPlan", "LevelPlan", "MBConvPlan", "PlanPart", "ReadoutPlan", "StemPlan",
-           "build_plan", "strided_size"]
+__all__ = ["BlockPlan", "FpnHeadPlan", "FpnLevelPlan", "FpnPlan", "FpnTopPlan", "LevelPlan",
+           "MBConvPlan", "PlanPart", "ReadoutPlan", "StemPlan", "build_plan", "strided_size"]
 
 Size = tuple[int, int]
 
@@ -94,6 +94,51 @@ class LevelPlan:
 
 
 @dataclass(frozen=True)
+class FpnTopPlan:
+    """FPN decoder: the 1x1 lateral (conv, BN) of the deepest stage's output (``cin``
+    channels) to ``width``, at ``size``: the start of the top-down sum."""
+
+    cin: int
+    width: int
+    size: Size
+
+
+@dataclass(frozen=True)
+class FpnLevelPlan:
+    """FPN level ``level``: upsample the top-down sum (``width`` channels) from ``prev_size``
+    to ``size`` (that of stage ``skip_stage``) and, when ``use_skip``, add the 1x1 lateral
+    (conv, BN) of that stage's output (``skip_channels``) to ``width``."""
+
+    level: int
+    skip_stage: int
+    skip_channels: int
+    width: int
+    use_skip: bool
+    prev_size: Size
+    size: Size
+
+
+@dataclass(frozen=True)
+class FpnHeadPlan:
+    """FPN decoder: ``op`` (``width`` -> ``width`` channels) once, on the sum at ``size``
+    (the output stride of the last active level ``level``)."""
+
+    level: int
+    op: str
+    width: int
+    size: Size
+
+
+@dataclass(frozen=True)
+class FpnPlan:
+    """The FPN decoder of a plan: ``top``, the active ``levels`` (deepest first), ``head``."""
+
+    top: FpnTopPlan
+    levels: tuple[FpnLevelPlan, ...]
+    head: FpnHeadPlan
+
+
+@dataclass(frozen=True)
 class ReadoutPlan:
     """The 1x1 read-out on ``[prior maps | cin decoder channels]`` at ``in_size``, one logit
     map upsampled bilinearly to ``size`` (the input resolution). ``prior_channels`` is 0
@@ -109,13 +154,15 @@ class ReadoutPlan:
     final: bool
 
 
-PlanPart = StemPlan | MBConvPlan | LevelPlan | ReadoutPlan
+PlanPart = (StemPlan | MBConvPlan | LevelPlan | FpnTopPlan | FpnLevelPlan | FpnHeadPlan
+            | ReadoutPlan)
 
 
 @dataclass(frozen=True)
 class BlockPlan:
     """A genome's network, resolved: ``blocks`` in execution order (active ones only),
-    ``levels`` deepest first (active ones only: the first ``genome.decoder_depth``).
+    ``levels`` deepest first (active ones only: the first ``genome.decoder_depth``) for the
+    U-Net decoder, or ``fpn`` (and no ``levels``) for the FPN decoder.
     ``stage_channels[i]`` / ``stage_sizes[i]`` are the output of encoder stage ``i``."""
 
     resolution: Size
@@ -125,16 +172,26 @@ class BlockPlan:
     readout: ReadoutPlan
     stage_channels: tuple[int, ...]
     stage_sizes: tuple[Size, ...]
+    fpn: FpnPlan | None = None
+
+    @property
+    def decoder_type(self) -> str:
+        """``unet`` or ``fpn``."""
+        return "unet" if self.fpn is None else "fpn"
 
     def stage_blocks(self, stage: int) -> tuple[MBConvPlan, ...]:
         """The active blocks of encoder stage ``stage``."""
         return tuple(b for b in self.blocks if b.stage == stage)
 
     def parts(self) -> Iterator[PlanPart]:
-        """Stem, blocks, levels and read-out, in execution order."""
+        """Stem, blocks, decoder parts and read-out, in execution order."""
         yield self.stem
         yield from self.blocks
         yield from self.levels
+        if self.fpn is not None:
+            yield self.fpn.top
+            yield from self.fpn.levels
+            yield self.fpn.head
         yield self.readout
 
 
@@ -164,13 +221,26 @@ def build_plan(space: SearchSpace, genome: Genome) -> BlockPlan:
     levels: list[LevelPlan] = []
     prev, prev_size = stage_channels[-1], stage_sizes[-1]
     depth = genome.decoder_depth
-    for lvl, (s, skip, op, width) in enumerate(zip(space.skip_stages[:depth], genome.skips,
-                                                   genome.ops, genome.widths, strict=True)):
-        levels.append(LevelPlan(lvl, s, stage_channels[s], prev, op, width, skip, prev_size,
-                                stage_sizes[s]))
-        prev, prev_size = width, stage_sizes[s]
+    fpn: FpnPlan | None = None
+    if genome.decoder_type == "fpn":
+        width = prev = genome.widths[0]
+        top = FpnTopPlan(stage_channels[-1], width, prev_size)
+        merges: list[FpnLevelPlan] = []
+        for lvl, (s, skip) in enumerate(zip(space.skip_stages[:depth], genome.skips,
+                                            strict=True)):
+            merges.append(FpnLevelPlan(lvl, s, stage_channels[s], width, skip, prev_size,
+                                       stage_sizes[s]))
+            prev_size = stage_sizes[s]
+        fpn = FpnPlan(top, tuple(merges), FpnHeadPlan(depth - 1, genome.ops[0], width,
+                                                      prev_size))
+    else:
+        for lvl, (s, skip, op, width) in enumerate(zip(space.skip_stages[:depth], genome.skips,
+                                                       genome.ops, genome.widths, strict=True)):
+            levels.append(LevelPlan(lvl, s, stage_channels[s], prev, op, width, skip, prev_size,
+                                    stage_sizes[s]))
+            prev, prev_size = width, stage_sizes[s]
     readout = ReadoutPlan(prev, genome.centre_bias,
                           space.prior_channels if genome.centre_bias else 0, prev_size, res,
                           depth - 1, depth == len(space.skip_stages))
     return BlockPlan(res, stem, tuple(blocks), tuple(levels), readout, tuple(stage_channels),
-                     tuple(stage_sizes))
+                     tuple(stage_sizes), fpn)

@@ -16,6 +16,36 @@ the read-out runs at that level's stride (16, 8, 4 or 2 for the default ``skip_s
 read-out 1x1 conv (optionally fed with learned centre-bias prior maps) on the last active
 level gives one map of logits; the model upsamples it bilinearly to the input resolution.
 
+The decoder type (gene ``decoder_type``, choices ``decoder_types``, default ``unet`` only) may
+instead be ``fpn``, a lateral-sum decoder. Its exact rule, for decoder depth ``d`` and width
+``w`` = the gene ``d0.width`` (one width for the whole decoder):
+
+1. ``y = lateral_top(f_deepest)``: a 1x1 conv (and BN) of the deepest stage's output to ``w``;
+2. for each level ``l < d``: ``y = upsample(y, size of stage skip_stages[l])`` (bilinear) and,
+   when the gene ``d{l}.skip`` is on, ``y = y + lateral_l(f_{skip_stages[l]})`` (a 1x1 conv and
+   BN to ``w``);
+3. the op of the last active level (gene ``d{d-1}.op``) once, ``w`` -> ``w`` channels, at that
+   output stride; then the read-out as for the U-Net.
+
+The genes ``d{l}.width`` for ``l > 0`` and the ops of the other levels are inactive: an FPN
+genome stores ``widths = (w,)`` and ``ops = (op,)`` (and ``skips`` for its ``d`` levels). Its
+JSON carries ``"decoder_type": "fpn"``; U-Net genomes leave the key out, so their JSON and ids
+are what they were before the decoder type was a gene.
+
+Reference points (Lite0-shaped encoder; params and multiply-adds counted by fvcore,
+:func:`salnas.supernet.costs.count_params_flops`), points of any space offering their values,
+e.g. ``configs/osie.yaml``'s with ``decoder_types: [unet, fpn]``:
+
+* the plain reference (``benchmarks/plain_reference.py``, the ``fpn`` peer; ``lite0_genome``
+  with every skip, widths 64/48/32/16, ``dwsep3x3`` at every level, centre bias, 192x256, a
+  U-Net genome): id ``914c5a6a58``, 3.00 M params, 410 MFLOPs;
+* the same encoder with the FPN decoder (laterals to 64, every skip, summed at stride 8 =
+  depth 2, one ``conv3x3``, centre bias, 192x256): id ``3687fdc19b``, 3.03 M params,
+  403 MFLOPs;
+* close to the CSNet-style peer's cost (0.10 M params, 53 MFLOPs at 192x256): Lite0's depths
+  and kernels at expand 3, FPN decoder at depth 3 (stride 4) with laterals to 32, every skip,
+  ``dwsep3x3``, centre bias, at 96x128: id ``5f8c3d31ca``, 1.50 M params, 51.6 MFLOPs.
+
 Genomes are encoded as flat integer vectors: gene ``i`` is an index into ``space.genes[i].choices``
 (lower bound 0, upper bound ``len(choices) - 1``). Genes with a single choice are fixed and are
 not part of the vector. Genes of blocks beyond a stage's active depth, and of decoder levels
@@ -49,6 +79,7 @@ from .plan import BlockPlan, LevelPlan, MBConvPlan, ReadoutPlan, StemPlan, build
 
 __all__ = [
     "DECODER_OPS",
+    "DECODER_TYPES",
     "DEFAULT_CONFIG",
     "GENOME_LIST_GENES",
     "BlockPlan",
@@ -72,6 +103,7 @@ __all__ = [
 ]
 
 DECODER_OPS = ("dwsep3x3", "dwsep5x5", "conv3x3", "dynconv")  # cheapest first
+DECODER_TYPES = ("fpn", "unet")  # the max genome's (unet: the supernet's shapes) last
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "stem": 32,
@@ -97,6 +129,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "decoder_ops": list(DECODER_OPS),
     # Decoder depth choices (levels that run, 1..len(skip_stages), max = all); None: all only.
     "decoder_depths": None,
+    # Decoder types searched (``decoder_type`` gene): "unet" (concatenation) and/or "fpn".
+    "decoder_types": ["unet"],
     # Learned centre-bias prior maps fed to the read-out when the centre_bias gene is on.
     "prior_channels": 8,
 }
@@ -172,6 +206,7 @@ class Genome:
     ops: tuple[str, ...]
     widths: tuple[int, ...]
     centre_bias: bool
+    decoder_type: str = "unet"
     space: SearchSpace = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -185,6 +220,7 @@ class Genome:
         put(self, "ops", tuple(str(v) for v in self.ops))
         put(self, "widths", tuple(int(v) for v in self.widths))
         put(self, "centre_bias", bool(self.centre_bias))
+        put(self, "decoder_type", str(self.decoder_type))
         self.space.validate(self)
 
     # --- encodings -------------------------------------------------------------------------
@@ -198,7 +234,10 @@ class Genome:
         return (space or default_space()).decode(vector)
 
     def to_dict(self) -> dict[str, Any]:
-        """Readable, JSON-serialisable form (values, not indices)."""
+        """Readable, JSON-serialisable form (values, not indices). ``decoder_type`` is written
+        only when it is not ``unet``, so U-Net genomes keep the JSON (and ids) they had before
+        the decoder type was a gene, in every space."""
+        extra = {} if self.decoder_type == "unet" else {"decoder_type": self.decoder_type}
         return {
             "resolution": list(self.resolution),
             "depths": list(self.depths),
@@ -208,6 +247,7 @@ class Genome:
             "ops": list(self.ops),
             "widths": list(self.widths),
             "centre_bias": self.centre_bias,
+            **extra,
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -218,9 +258,10 @@ class Genome:
     def from_json(cls, text: str | Mapping[str, Any], space: SearchSpace | None = None) -> Genome:
         """Build a genome from :meth:`to_json` output (a string or the parsed dict)."""
         data = json.loads(text) if isinstance(text, str) else dict(text)
-        keys = set(cls.__dataclass_fields__) - {"space"}
-        if set(data) != keys:
-            raise GenomeError(f"genome JSON keys {sorted(data)} != expected {sorted(keys)}")
+        keys = set(cls.__dataclass_fields__) - {"space", "decoder_type"}
+        if set(data) - {"decoder_type"} != keys:
+            raise GenomeError(f"genome JSON keys {sorted(data)} != expected {sorted(keys)} "
+                              "(and optionally decoder_type)")
         return cls(**data, space=space or default_space())
 
     @property
@@ -241,9 +282,16 @@ class Genome:
             v[f"s{i}.depth"] = d
             for j, (k, e) in enumerate(zip(self.kernels[i], self.expands[i], strict=False)):
                 v[f"s{i}.b{j}.kernel"], v[f"s{i}.b{j}.expand"] = k, e
+        v["decoder_type"] = self.decoder_type
         v["decoder_depth"] = self.decoder_depth
-        for lvl, (s, o, w) in enumerate(zip(self.skips, self.ops, self.widths, strict=False)):
-            v[f"d{lvl}.skip"], v[f"d{lvl}.op"], v[f"d{lvl}.width"] = s, o, w
+        if self.decoder_type == "fpn":  # one width (level 0's gene), one op (the last level's)
+            v |= {f"d{lvl}.skip": s for lvl, s in enumerate(self.skips)}
+            if self.widths and self.ops:
+                v["d0.width"], v[f"d{self.decoder_depth - 1}.op"] = self.widths[0], self.ops[0]
+        else:
+            for lvl, (s, o, w) in enumerate(zip(self.skips, self.ops, self.widths,
+                                                strict=False)):
+                v[f"d{lvl}.skip"], v[f"d{lvl}.op"], v[f"d{lvl}.width"] = s, o, w
         v["centre_bias"] = self.centre_bias
         return v
 
@@ -254,7 +302,8 @@ class SearchSpace:
     Config keys (missing ones take the default): ``stem``, ``stages``, ``kernels``, ``expands``,
     ``depths`` (None or one list per stage), ``resolutions``, ``skip_stages``,
     ``decoder_widths`` (one list per level), ``decoder_ops``, ``decoder_depths`` (None or
-    the choices of the number of levels that run), ``prior_channels``.
+    the choices of the number of levels that run), ``decoder_types`` (``unet``, ``fpn``),
+    ``prior_channels``.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -280,6 +329,12 @@ class SearchSpace:
         self.decoder_ops: tuple[str, ...] = tuple(cfg["decoder_ops"])
         self.decoder_depths: tuple[int, ...] = tuple(sorted(
             int(d) for d in (cfg["decoder_depths"] or [len(self.skip_stages)])))
+        types = [str(t) for t in cfg["decoder_types"]]
+        bad_types = sorted(set(types) - set(DECODER_TYPES))
+        if bad_types or not types:
+            raise GenomeError(f"decoder_types {bad_types or types} must be a non-empty subset "
+                              f"of {DECODER_TYPES}")
+        self.decoder_types: tuple[str, ...] = tuple(t for t in DECODER_TYPES if t in types)
         self.prior_channels: int = int(cfg["prior_channels"])
         self._check()
         self.all_genes: tuple[Gene, ...] = tuple(self._make_genes())
@@ -329,6 +384,7 @@ class SearchSpace:
             "decoder_widths": [list(w) for w in self.decoder_widths],
             "decoder_ops": list(self.decoder_ops),
             "decoder_depths": list(self.decoder_depths),
+            "decoder_types": list(self.decoder_types),
             "prior_channels": self.prior_channels,
         }
 
@@ -375,6 +431,7 @@ class SearchSpace:
             for j in range(s.repeats):
                 yield Gene(f"s{i}.b{j}.kernel", ks)
                 yield Gene(f"s{i}.b{j}.expand", es)
+        yield Gene("decoder_type", self.decoder_types)
         yield Gene("decoder_depth", self.decoder_depths)
         for lvl, widths in enumerate(self.decoder_widths):
             yield Gene(f"d{lvl}.skip", (False, True))
@@ -389,8 +446,8 @@ class SearchSpace:
     @staticmethod
     def gene_group(name: str) -> str:
         """Group of a gene (e.g. for progressive shrinking): ``resolution``, ``depth``,
-        ``kernel``, ``expand`` or ``decoder`` (decoder depth, skips, ops, widths, centre
-        bias)."""
+        ``kernel``, ``expand`` or ``decoder`` (decoder type and depth, skips, ops, widths,
+        centre bias)."""
         if name == "resolution":
             return "resolution"
         if name.startswith("s"):
@@ -406,7 +463,9 @@ class SearchSpace:
     def _genome(self, value: Mapping[str, Any]) -> Genome:
         """Build a genome from gene values (active genes are read; others ignored)."""
         depths = [value[f"s{i}.depth"] for i in range(len(self.stages))]
-        levels = range(value["decoder_depth"])
+        depth = value["decoder_depth"]
+        levels = range(depth)
+        fpn = value["decoder_type"] == "fpn"
         return Genome(
             resolution=value["resolution"],
             depths=tuple(depths),
@@ -415,9 +474,12 @@ class SearchSpace:
             expands=tuple(tuple(value[f"s{i}.b{j}.expand"] for j in range(d))
                           for i, d in enumerate(depths)),
             skips=tuple(value[f"d{lvl}.skip"] for lvl in levels),
-            ops=tuple(value[f"d{lvl}.op"] for lvl in levels),
-            widths=tuple(value[f"d{lvl}.width"] for lvl in levels),
+            ops=(value[f"d{depth - 1}.op"],) if fpn else tuple(value[f"d{lvl}.op"]
+                                                                for lvl in levels),
+            widths=(value["d0.width"],) if fpn else tuple(value[f"d{lvl}.width"]
+                                                          for lvl in levels),
             centre_bias=value["centre_bias"],
+            decoder_type=value["decoder_type"],
             space=self,
         )
 
@@ -429,11 +491,17 @@ class SearchSpace:
         elif m not in self.decoder_depths:
             raise GenomeError(f"gene 'decoder_depth': {m!r} (the length of genome.skips) not in "
                               f"allowed values {self.decoder_depths}")
+        if genome.decoder_type not in self.decoder_types:
+            raise GenomeError(f"gene 'decoder_type': {genome.decoder_type!r} not in allowed "
+                              f"values {self.decoder_types}")
+        k = 1 if genome.decoder_type == "fpn" else m  # fpn: one op and one width
         for name, seq, want in [("depths", genome.depths, n), ("kernels", genome.kernels, n),
                                 ("expands", genome.expands, n), ("skips", genome.skips, m),
-                                ("ops", genome.ops, m), ("widths", genome.widths, m)]:
+                                ("ops", genome.ops, k), ("widths", genome.widths, k)]:
             if len(seq) != want:
-                raise GenomeError(f"genome.{name} has {len(seq)} entries, the space needs {want}")
+                fpn = " (fpn: one op, one width)" if k != m and name in ("ops", "widths") else ""
+                raise GenomeError(f"genome.{name} has {len(seq)} entries, the space needs "
+                                  f"{want}{fpn}")
         for i, d in enumerate(genome.depths):
             gene = self._gene[f"s{i}.depth"]
             if d not in gene.choices:
@@ -506,8 +574,14 @@ class SearchSpace:
         for i, s in enumerate(self.stages):
             ks, es = self.block_choices(s)
             n *= sum((len(ks) * len(es)) ** d for d in self.depth_choices[i])
-        levels = [2 * len(self.decoder_ops) * len(widths) for widths in self.decoder_widths]
-        return n * sum(math.prod(levels[:d]) for d in self.decoder_depths)
+        ops = len(self.decoder_ops)
+        decoders = 0
+        if "unet" in self.decoder_types:
+            levels = [2 * ops * len(widths) for widths in self.decoder_widths]
+            decoders += sum(math.prod(levels[:d]) for d in self.decoder_depths)
+        if "fpn" in self.decoder_types:  # skips of the active levels, the op, level 0's width
+            decoders += sum(2**d * ops * len(self.decoder_widths[0]) for d in self.decoder_depths)
+        return n * decoders
 
     def enumerate_vectors(self) -> Iterator[np.ndarray]:
         """Every vector within bounds (only sensible for tiny test spaces)."""

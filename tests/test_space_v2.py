@@ -7,10 +7,15 @@
 * Decoder widths down to 16 (8 at the finest level) and input resolutions from 96x128 to
   288x384 are config values that build, extract, run and count; ``configs/osie.yaml`` searches
   them.
+* ``decoder_type``: a lateral-sum FPN decoder beside the U-Net (inactive genes canonicalised,
+  own elastic laterals and heads in the supernet, plan parts, latency keys); the plain
+  reference and a CSNet-cost genome are points of the space, with the figures of the
+  space's docstring.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -22,7 +27,9 @@ from salnas.config import load_config
 from salnas.search.latency import entry_keys, genome_entry_keys, profile_latency
 from salnas.supernet.checkpoint import build_supernet
 from salnas.supernet.costs import count_params_flops
-from salnas.supernet.model import Supernet
+from salnas.supernet.export import trace_torchscript
+from salnas.supernet.model import FpnDecoder, Supernet
+from salnas.supernet.plan import FpnHeadPlan, FpnLevelPlan, FpnTopPlan
 from salnas.supernet.space import Genome, GenomeError, SearchSpace, default_space
 
 # Three decoder levels (strides 8, 4, 2) over a four-stage encoder; depth 1, 2 or 3.
@@ -256,3 +263,194 @@ def test_osie_config_searches_the_v2_space() -> None:
     with torch.no_grad():
         assert net.extract(g).eval()(torch.rand(1, 3, *g.resolution)).shape == (
             1, 1, *g.resolution)
+
+
+# --- the FPN decoder ------------------------------------------------------------------------
+FPN = SearchSpace({**RICH.to_config(), "decoder_types": ["unet", "fpn"]})
+SMALL_FPN = SearchSpace({**DEPTH.to_config(), "decoder_types": ["fpn", "unet"]})
+
+
+def fpn(genome: Genome, depth: int, width: int, op: str, skips: list[bool] | None = None
+        ) -> Genome:
+    return Genome.from_json({**genome.to_dict(), "decoder_type": "fpn",
+                             "skips": skips or [True] * depth, "ops": [op],
+                             "widths": [width]}, genome.space)
+
+
+def test_default_space_has_no_decoder_type_choice() -> None:
+    space = default_space()
+    assert space.decoder_types == ("unet",) and "decoder_type" not in space.gene_names()
+    assert space.max_genome().decoder_type == "unet"
+    assert "decoder_type" not in space.max_genome().to_dict()
+    assert Supernet(space, pretrained=False).fpn is None
+    with pytest.raises(GenomeError, match="decoder_types"):
+        SearchSpace({"decoder_types": ["unet", "transformer"]})
+    with pytest.raises(GenomeError, match="'decoder_type': 'fpn'"):
+        fpn(DEPTH.max_genome(), 1, 8, "conv3x3")
+
+
+def test_fpn_gene_extremes_and_canonical_form() -> None:
+    assert FPN.decoder_types == ("fpn", "unet")  # config order does not matter
+    names = FPN.gene_names()
+    assert names.index("decoder_type") < names.index("decoder_depth") < names.index("d0.skip")
+    assert FPN.max_genome().decoder_type == "unet" and FPN.max_genome() == RICH.max_genome()
+    small = FPN.min_genome()
+    assert (small.decoder_type, small.decoder_depth, small.widths) == ("fpn", 1, (8,))
+    assert json.loads(small.to_json())["decoder_type"] == "fpn"
+    # Only level 0's width and the last level's op are active in an fpn genome.
+    _, hi = FPN.bounds()
+    vec = hi.copy()
+    vec[names.index("decoder_type")] = 0
+    other = vec.copy()
+    for name in ("d0.op", "d1.op", "d2.width"):
+        other[names.index(name)] = 0
+    a, b = FPN.decode(vec), FPN.decode(other)
+    assert a == b and a.id == b.id
+    assert (a.decoder_depth, a.ops, a.widths) == (3, ("dynconv",), (16,))
+    assert a.values()["d2.op"] == "dynconv" and "d2.width" not in a.values()
+    assert FPN.decode(a.to_vector()) == a and Genome.from_json(a.to_json(), FPN) == a
+    # U-Net genomes have the ids they have in a space without the fpn choice.
+    for seed in range(5):
+        g = RICH.random_genome(seed)
+        assert Genome.from_json(g.to_json(), FPN).id == g.id
+    with pytest.raises(GenomeError, match="fpn: one op, one width"):
+        Genome.from_json({**a.to_dict(), "widths": [16, 8, 8]}, FPN)
+
+
+def test_fpn_size_counts_distinct_canonical_genomes() -> None:
+    seen = {SMALL_FPN.decode(v).id for v in SMALL_FPN.enumerate_vectors()}
+    # fpn: 2 widths * 1 op * 2^d skips for d = 1, 2, 3, beside the U-Net's 4 + 8 + 32
+    assert len(seen) == SMALL_FPN.size() == 24 * (4 + 8 + 32 + 2 * (2 + 4 + 8))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_fpn_plan_parts(depth: int) -> None:
+    unet = Genome.from_json(RICH.random_genome(depth).to_json(), FPN)
+    g = fpn(unet, depth, 8, "dwsep3x3", [True, False, True][:depth])
+    plan = FPN.plan(g)
+    assert plan.decoder_type == "fpn" and plan.levels == () and plan.fpn is not None
+    kinds = [type(p).__name__ for p in plan.parts()]
+    assert kinds[-depth - 3:] == (["FpnTopPlan"] + ["FpnLevelPlan"] * depth
+                                  + ["FpnHeadPlan", "ReadoutPlan"])
+    top, levels, head = plan.fpn.top, plan.fpn.levels, plan.fpn.head
+    assert (top.cin, top.width, top.size) == (plan.stage_channels[-1], 8, plan.stage_sizes[-1])
+    assert [lv.use_skip for lv in levels] == list(g.skips)
+    assert levels[0].prev_size == top.size
+    for a, b in itertools.pairwise(levels):
+        assert b.prev_size == a.size
+    for lv in levels:
+        assert lv.size == plan.stage_sizes[lv.skip_stage] and lv.width == 8
+    assert (head.level, head.op, head.width, head.size) == (depth - 1, "dwsep3x3", 8,
+                                                            levels[-1].size)
+    ro = plan.readout
+    assert (ro.cin, ro.in_size, ro.level, ro.final) == (8, head.size, depth - 1, depth == 3)
+
+
+@pytest.fixture(scope="module")
+def fpn_net() -> Supernet:
+    torch.manual_seed(0)
+    return Supernet(FPN, pretrained=False).eval()
+
+
+def fpn_genomes() -> list[Genome]:
+    out = []
+    for seed in range(40):
+        g = FPN.random_genome(seed)
+        if g.decoder_type == "fpn":
+            out.append(Genome.from_json({**g.to_dict(), "resolution": [40, 56]}, FPN))
+    base = at(FPN.max_genome(), (40, 56))
+    chosen = [fpn(base, 2, 16, "dynconv", [False, True]),
+              fpn(base, 3, 8, "dwsep3x3", [True, False, False])]
+    return [*out[:4], *chosen, at(FPN.min_genome(), (40, 56))]
+
+
+def test_fpn_supernet_and_extracted_subnets_agree(fpn_net: Supernet) -> None:
+    assert fpn_net.fpn is not None
+    # Own elastic laterals at the max level-0 width; heads per level and op (w -> w).
+    assert fpn_net.fpn.top[0].weight.shape == (16, 16, 1, 1)
+    assert [m.lateral[0].weight.shape[:2] for m in fpn_net.fpn.merges] == [(16, 16), (16, 8),
+                                                                          (16, 8)]
+    x = torch.rand(2, 3, 40, 56)
+    genomes = fpn_genomes()
+    assert {g.decoder_depth for g in genomes} == {1, 2, 3}
+    for g in genomes:
+        fpn_net.set_active(g)
+        with torch.no_grad():
+            a = fpn_net(x)
+            net = fpn_net.extract(g).eval()
+            b = net(x)
+        assert a.shape == b.shape == (2, 1, 40, 56)
+        assert torch.allclose(a, b, atol=1e-5)
+        assert isinstance(net.fpn, FpnDecoder) and len(net.decoder) == 0
+        assert len(net.fpn.merges) == g.decoder_depth
+        w = g.widths[0]
+        assert net.fpn.top[0].weight.shape[0] == w
+        assert torch.equal(net.fpn.top[0].weight, fpn_net.fpn.top[0].weight[:w])
+        assert [m.lateral is not None for m in net.fpn.merges] == list(g.skips)
+        assert net.readout.conv.weight.shape[1] == w + 2 * g.centre_bias
+        again = Supernet(FPN, pretrained=False).extract(g)  # what load_subnet does
+        again.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            assert torch.equal(again.eval()(x), b)
+        traced, _ = trace_torchscript(net, (40, 56))
+        with torch.no_grad():
+            assert torch.allclose(traced(x[:1]), b[:1], atol=1e-5)
+    # U-Net genomes of the same supernet still agree.
+    g = at(Genome.from_json(RICH.random_genome(1).to_json(), FPN), (40, 56))
+    fpn_net.set_active(g)
+    with torch.no_grad():
+        assert torch.allclose(fpn_net(x), fpn_net.extract(g).eval()(x), atol=1e-5)
+    fpn_net.set_active(FPN.max_genome())
+
+
+def test_fpn_parts_export_and_latency_keys(fpn_net: Supernet) -> None:
+    keys = entry_keys(FPN)
+    assert len(keys) == len(set(keys))
+    for g in fpn_genomes():
+        plan = FPN.plan(g)
+        gk = genome_entry_keys(g)
+        assert set(gk) <= set(keys)
+        assert sum(k.startswith("fpn@") for k in gk) == g.decoder_depth + 2
+        assert not any(k.startswith("level@") for k in gk)
+        fpn_net.set_active(g)
+        for part in plan.parts():
+            if not isinstance(part, FpnTopPlan | FpnLevelPlan | FpnHeadPlan):
+                continue
+            module, shapes = fpn_net.export_part(part)
+            with torch.no_grad():
+                out = module.eval()(*(torch.rand(s) for s in shapes))
+            size = part.size
+            assert out.shape == (1, part.width, *size)
+            assert fpn_net.genome == g  # the active subnet is left as it was
+    fpn_net.set_active(FPN.max_genome())
+
+
+# Figures of the space's docstring (fvcore), in configs/osie.yaml's space with the fpn choice.
+REFERENCES = {  # name: (id, params, MFLOPs)
+    "plain reference (U-Net)": ("914c5a6a58", 3.004e6, 410.0),
+    "Lite0 + FPN": ("3687fdc19b", 3.028e6, 402.9),
+    "CSNet-like cost": ("5f8c3d31ca", 1.501e6, 51.6),
+}
+
+
+def test_reference_genomes_are_points_of_the_osie_space() -> None:
+    config = load_config(OSIE)
+    space = SearchSpace({**config.supernet.space, "decoder_types": ["unet", "fpn"]})
+    lite = space.lite0_genome().to_dict()
+    genomes = {
+        "plain reference (U-Net)": {"resolution": [192, 256], "skips": [True] * 4,
+                                    "ops": ["dwsep3x3"] * 4, "widths": [64, 48, 32, 16]},
+        "Lite0 + FPN": {"resolution": [192, 256], "skips": [True] * 2, "ops": ["conv3x3"],
+                        "widths": [64], "decoder_type": "fpn"},
+        "CSNet-like cost": {"resolution": [96, 128], "skips": [True] * 3, "ops": ["dwsep3x3"],
+                            "widths": [32], "decoder_type": "fpn",
+                            "expands": [[1]] + [[3] * len(k) for k in lite["kernels"][1:]]},
+    }
+    net = Supernet(space, pretrained=False)
+    for name, fields in genomes.items():
+        g = Genome.from_json({**lite, "centre_bias": True, **fields}, space)
+        params, flops = count_params_flops(net.extract(g), g.resolution)
+        gid, want_params, want_mflops = REFERENCES[name]
+        assert g.id == gid, name
+        assert params == pytest.approx(want_params, rel=1e-3), name
+        assert flops / 1e6 == pytest.approx(want_mflops, rel=1e-3), name
