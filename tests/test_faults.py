@@ -57,7 +57,7 @@ SPACE = {
 }
 TINY = {
     "seed": 3,
-    "data": {"spec": "synthetic:24", "resolution": [64, 96], "val": 4, "test": 4},
+    "data": {"spec": "synthetic:16", "resolution": [64, 96], "val": 4, "test": 4},
     "supernet": {"space": SPACE, "pretrained": False, "epochs": 1, "batch_size": 4,
                  "n_random": 1, "bn_recalib_batches": 1, "val_random": 0, "threads": 1},
     "search": {"population": 4, "generations": 2, "val_images": 4, "bn_batches": 1,
