@@ -190,9 +190,8 @@ def _scored(archive: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def front_2d(frame: pd.DataFrame, metric: str, cost: str) -> pd.DataFrame:
     """Rows of ``frame`` not dominated in (``metric``, ``cost``), sorted by cost."""
-    data = frame.dropna(subset=[metric, cost]).sort_values([cost, metric],
-                                                          ascending=[True, not
-                                                                     higher_is_better(metric)])
+    data = frame.dropna(subset=[metric, cost]).sort_values(
+        [cost, metric], ascending=[True, not higher_is_better(metric)], kind="stable")
     keep, best = [], -math.inf
     sign = 1.0 if higher_is_better(metric) else -1.0
     for i, v in zip(data.index, data[metric], strict=True):

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salnas.analysis.figures import front_2d
 from salnas.analysis.load import COST_LABELS, COSTS, Run, as_dict, higher_is_better
 from salnas.layout import ARCHIVE, DISTILL, PARETO_CSV, RESULTS_CSV
 
@@ -242,16 +243,7 @@ def _fmt(v: float) -> str:
 # ---------------------------------------------------------------- the knee
 def front(pool: pd.DataFrame, cost: str, metric: str = RANK_METRIC) -> pd.DataFrame:
     """Rows of ``pool`` not dominated in (``metric``, ``cost``), cheapest first."""
-    data = pool.dropna(subset=[metric, cost])
-    data = data.sort_values([cost, metric], ascending=[True, not higher_is_better(metric)],
-                            kind="stable")
-    keep, best = [], -math.inf
-    sign = 1.0 if higher_is_better(metric) else -1.0
-    for i, v in zip(data.index, data[metric], strict=True):
-        if sign * v > best:
-            keep.append(i)
-            best = sign * v
-    return data.loc[keep]
+    return front_2d(pool, metric, cost)
 
 
 def knee(pool: pd.DataFrame, cost: str, metric: str = RANK_METRIC

@@ -108,7 +108,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         raise
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -141,7 +142,7 @@ def remove_stale_tmp(
                 continue
             m = _TMP_RE.match(path.name)
             if m and m["host"] == host:
-                stale = int(m["pid"]) != os.getpid() and not _alive(int(m["pid"]))
+                stale = int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"]))
             else:
                 stale = now - path.stat().st_mtime >= min_age_s
             if stale:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from salnas.errors import SalnasError
-from salnas.io import write_error
+from salnas.io import pid_alive, write_error
 from salnas.layout import ARCHIVE_COLUMNS, ARCHIVE_CSV, ORACLE_METRICS, VOLATILE_COLUMNS
 
 __all__ = [
@@ -280,11 +280,6 @@ class Archive:
         host, _, pid = str(holder.get("worker", "?:0")).rpartition(":")
         if holder.get("worker") == worker_id():
             return True  # our own leftover (cannot be in flight: evaluation is sequential)
-        if host == socket.gethostname():
-            try:
-                os.kill(int(pid), 0)
-            except (ProcessLookupError, ValueError):
-                return True
-            except PermissionError:
-                return False
+        if host == socket.gethostname() and not (pid.isdigit() and pid_alive(int(pid))):
+            return True  # a dead process of this host
         return time.time() - float(holder.get("time", 0.0)) > self.claim_timeout_s

@@ -77,6 +77,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from salnas.errors import SalnasError
+from salnas.io import pid_alive
 from salnas.search.archive import worker_id
 from salnas.search.engines.base import Engine, initial_population
 from salnas.supernet.space import Genome
@@ -215,16 +216,6 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     except Exception as e:
         raise SalnasError(f"search.storage / --storage {url}: not a usable Optuna journal "
                           f"file ({e})") from None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def gene_param(value: Any) -> Any:
@@ -386,7 +377,7 @@ class OptunaEngine(Engine):
         host = worker_id().rpartition(":")[0]
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             w_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-            if w_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            if w_host == host and pid.isdigit() and not pid_alive(int(pid)):
                 try:
                     failed = study.tell(t.number, state=TrialState.FAIL)
                 except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
