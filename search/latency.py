@@ -196,7 +196,8 @@ def sample_interleaved(
                     sync()
                     samples[p, i] = (time.perf_counter() - t0) / k
                     bar.update()
-                gc.collect()  # between passes, where it times nothing
+                if n > 1:  # between passes, where it times nothing (one candidate: no
+                    gc.collect()  # sample of another can be hit; a collect costs ~0.4 s)
         finally:
             if gc_was_enabled:
                 gc.enable()
