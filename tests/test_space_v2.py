@@ -11,6 +11,9 @@
   own elastic laterals and heads in the supernet, plan parts, latency keys); the plain
   reference and a CSNet-cost genome are points of the space, with the figures of the
   space's docstring.
+* ``base``: lite0, lite1 or lite2 encoders whose stage strings match the shipped ImageNet state
+  dicts, loaded by ``Supernet(pretrained=True)``; each classifies skimage's cat photo with its
+  own ImageNet head.
 """
 
 from __future__ import annotations
@@ -454,3 +457,77 @@ def test_reference_genomes_are_points_of_the_osie_space() -> None:
         assert g.id == gid, name
         assert params == pytest.approx(want_params, rel=1e-3), name
         assert flops / 1e6 == pytest.approx(want_mflops, rel=1e-3), name
+
+
+# --- larger bases ---------------------------------------------------------------------------
+def stages_of(sd: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+    """(stem, stage strings) read off an efficientnet_pytorch state dict (Lite strides)."""
+    strides = [1, 2, 2, 2, 1, 2, 1]
+    blocks = []
+    n = 0
+    while f"_blocks.{n}._depthwise_conv.weight" in sd:
+        dw = sd[f"_blocks.{n}._depthwise_conv.weight"]
+        expand = sd.get(f"_blocks.{n}._expand_conv.weight")
+        cin = dw.shape[0] if expand is None else expand.shape[1]
+        blocks.append((dw.shape[0] // cin, dw.shape[-1], sd[f"_blocks.{n}._project_conv.weight"]
+                       .shape[0]))
+        n += 1
+    stages: list[list[tuple[int, int, int]]] = []
+    for b in blocks:  # a stage = a run of blocks with the same output channels
+        if stages and stages[-1][-1][2] == b[2]:
+            stages[-1].append(b)
+        else:
+            stages.append([b])
+    return sd["_conv_stem.weight"].shape[0], [
+        f"e{s[0][0]}_k{s[0][1]}_s{stride}_c{s[0][2]}_r{len(s)}"
+        for s, stride in zip(stages, strides, strict=True)]
+
+
+@pytest.mark.parametrize("base", ["lite0", "lite1", "lite2"])
+def test_base_stages_follow_the_shipped_weights(base: str) -> None:
+    from salnas.supernet.pretrained import lite_state_dict
+    from salnas.supernet.space import BASES
+
+    stem, stages = stages_of(lite_state_dict(base))
+    assert (stem, stages) == (BASES[base]["stem"], BASES[base]["stages"])
+    space = SearchSpace({"base": base})
+    assert space.base == base and space.stem == stem
+    assert space.to_config()["stages"] == stages
+    assert SearchSpace(space.to_config()) == space
+
+
+def test_spaces_without_a_base_are_lite0() -> None:
+    old = {k: v for k, v in default_space().to_config().items() if k != "base"}
+    assert SearchSpace(old) == default_space() and default_space().base == "lite0"
+    assert SearchSpace({"base": "lite0"}) == default_space()
+    with pytest.raises(GenomeError, match="base"):
+        SearchSpace({"base": "lite4"})
+    custom = SearchSpace({"base": "lite2", "stem": 8, "stages": DEPTH.to_config()["stages"],
+                          "depths": DEPTH.to_config()["depths"], "skip_stages": [2, 1, 0],
+                          "decoder_widths": [[8], [8], [8]]})
+    assert custom.stem == 8 and len(custom.stages) == 4
+    with pytest.raises(ValueError, match="not EfficientNet-Lite2"):
+        Supernet(custom, pretrained=True)
+
+
+@pytest.mark.parametrize("base,size", [("lite1", 240), ("lite2", 260)])
+def test_larger_bases_load_their_weights_and_classify_a_cat(base: str, size: int) -> None:
+    """As tests/test_supernet_model.py does for Lite0: the package's own ImageNet head on the
+    supernet's encoder (the base's published kernels, expand 6) names the cat."""
+    skimage = pytest.importorskip("skimage")
+    from salnas.supernet.pretrained import imagenet_classifier, lite0_key_map, lite_state_dict
+
+    space = SearchSpace({"base": base, "resolutions": [[size, size]]})
+    sd = lite_state_dict(base)
+    model = Supernet(space, pretrained=True).eval()
+    keys = lite0_key_map([s.repeats for s in space.stages], [s.expand for s in space.stages])
+    assert set(keys.values()) == {k for k in model.state_dict() if k.startswith("encoder.")}
+    img = skimage.transform.resize(skimage.data.chelsea(), (size, size), anti_aliasing=True)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    head = imagenet_classifier(sd)
+    with torch.no_grad():
+        model.set_active(space.lite0_genome())
+        feats = model.encode(x)[-1]
+        top5 = head(feats).softmax(1).topk(5)
+    assert feats.shape[1] == space.stages[-1].channels
+    assert top5.indices[0, 0].item() in range(281, 286) and top5.values[0, 0] > 0.5, top5
