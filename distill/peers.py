@@ -5,7 +5,8 @@
   architecture and started as ``distill.init`` says.
 * ``fpn``: the plain reference a person designs in five minutes: the EfficientNet-Lite0
   encoder exactly as published (its kernels, expand 6, every block) started from ImageNet
-  weights, and a small decoder of the space (every skip on, the narrowest widths,
+  weights, and a small decoder of the space (every skip on, widths 64/48/32/16 or the nearest
+  choices,
   depthwise-separable 3x3 convolutions, the learned centre-bias prior), at the largest input
   resolution of the space. It is a point of the search space (:func:`fpn_genome`) but never
   inherits supernet weights: it stands for what one gets without NAS.
@@ -65,6 +66,9 @@ PEER_FORMAT = "salnas-peer-v1"
 PEERS = ("max", "fpn", "csnet")
 
 
+FPN_WIDTHS = (64, 48, 32, 16)  # decoder widths of the plain reference, deepest level first
+
+
 def fpn_genome(space: SearchSpace) -> Genome:
     """The plain reference's architecture as a genome of ``space`` (see the ``fpn`` peer)."""
     lite = space.lite0_genome()
@@ -75,7 +79,9 @@ def fpn_genome(space: SearchSpace) -> Genome:
         "skips": [True] * levels,
         "ops": ["dwsep3x3" if "dwsep3x3" in space.decoder_ops else space.decoder_ops[0]]
         * levels,
-        "widths": [min(w) for w in space.decoder_widths],
+        # The hand design's widths (measured as the plain reference), or the nearest choice.
+        "widths": [min(w, key=lambda c, t=t: (abs(c - t), -c))
+                   for w, t in zip(space.decoder_widths, FPN_WIDTHS, strict=False)],
         "centre_bias": space.prior_channels > 0,
     }, space)
 # ImageNet statistics: the peer is trained from scratch, any fixed standardisation will do.

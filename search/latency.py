@@ -31,6 +31,7 @@ import contextlib
 import copy
 import datetime as _dt
 import gc
+import itertools
 import json
 import math
 import os
@@ -479,9 +480,15 @@ def _component_benches(net: Supernet, dev: torch.device, backend: str = "torch",
     stem = module(("stem",), lambda: _Normalised(copy.deepcopy(net.encoder.stem), mean, std))
     keys: list[str] = []
     benches: list[Callable[[], object]] = []
-    for key, r, part in _components(net.space):
+    parts: Iterator[tuple[str, tuple[int, int], Any]] = itertools.chain(
+        _components(net.space), _fpn_components(net.space))
+    for key, r, part in parts:
         fn: Callable[[], object]
-        if isinstance(part, StemPlan):
+        if isinstance(part, FpnTopPlan | FpnLevelPlan | FpnHeadPlan):
+            m, shapes = net.export_part(part)
+            fn = compile_module(m.to(dev).eval(), tuple(tensor(*sh) for sh in shapes), backend,
+                                threads)
+        elif isinstance(part, StemPlan):
             fn = compile_module(stem, (tensor(1, part.cin, *part.in_size),), backend, threads)
         elif isinstance(part, MBConvPlan):
             args: tuple[Any, ...] = (part.kernel, part.expand)

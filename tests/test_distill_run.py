@@ -257,7 +257,11 @@ def test_fpn_peer_is_the_plain_reference_genome():
     genome = fpn_genome(space)
     assert genome.resolution == space.max_genome().resolution
     assert all(genome.skips) and set(genome.ops) == {"dwsep3x3"}
-    assert list(genome.widths) == [min(w) for w in space.decoder_widths]
+    # SPACE's widths [[16, 24], [16, 24], [8, 16], [8, 16]]: nearest to 64/48/32/16
+    assert list(genome.widths) == [24, 24, 16, 16]
+    osie = SearchSpace({"decoder_widths": [[16, 32, 64, 128], [16, 32, 48, 96],
+                                           [16, 32, 48, 64], [8, 16, 24, 32]]})
+    assert list(fpn_genome(osie).widths) == [64, 48, 32, 16]
     assert genome.kernels == tuple((s.kernel,) * s.repeats for s in space.stages)
     assert genome.expands == tuple((s.expand,) * s.repeats for s in space.stages)
 

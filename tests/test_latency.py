@@ -243,3 +243,12 @@ def test_backends_run_what_eager_torch_computes(backend):
     got = torch.as_tensor(out[0] if isinstance(out, list) else out)
     torch.testing.assert_close(got, net(x).detach(), rtol=1e-4, atol=1e-5)
     assert compile_for_timing(net, (32, 64), backend)() is not None
+
+
+def test_an_fpn_space_profiles_every_entry():
+    fpn = SearchSpace({**NARROW_SPACE, "decoder_types": ["fpn", "unet"],
+                       "decoder_widths": [[8, 16], [8], [8], [8]]})
+    table = profile_latency(fpn, fit=2, validate=0, progress=False, **FAST)
+    assert set(table.entries) == set(entry_keys(fpn))
+    assert any(k.startswith("fpn@") for k in table.entries)
+    assert table.predict_ms(fpn.min_genome()) > 0  # the min genome decodes with FPN
