@@ -41,7 +41,7 @@ def _net(seed: int, genome: str = "max"):
 
 
 def test_cached_targets_equal_a_live_teachers_forward(data):
-    teacher, g = _net(1)
+    teacher, _g = _net(1)
     cache = CachedTeacher(teacher, data.train, (32, 64), batch_size=4)
     seen_flips = set()
     for epoch in range(3):  # several epochs: both orientations of some images

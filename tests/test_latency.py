@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from salnas.cli import app
 from salnas.errors import SalnasError
-from salnas.supernet.model import Supernet
 from salnas.search.latency import (
     LatencyTable,
     _fit_overhead,
@@ -30,6 +29,7 @@ from salnas.search.latency import (
     time_interleaved,
     validate_table,
 )
+from salnas.supernet.model import Supernet
 from salnas.supernet.space import Genome, SearchSpace
 
 # The TINY space of tests/test_supernet_train.py.
