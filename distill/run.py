@@ -335,8 +335,6 @@ def collect_results(out_dir: Path) -> pd.DataFrame:
     rows = [json.loads(p.read_text())["row"] for p in sorted(out_dir.glob(f"*/*/{RESULT_FILE}"))]
     # strict JSON holds a missing number (NaN) as null: back to NaN for the table
     rows = [{k: math.nan if v is None else v for k, v in row.items()} for row in rows]
-    # strict JSON holds a missing number (NaN) as null: back to NaN for the table
-    rows = [{k: math.nan if v is None else v for k, v in row.items()} for row in rows]
     frame = pd.DataFrame(rows)
     if not frame.empty:
         # Pareto architectures before peers; Self-KD before its baseline.
