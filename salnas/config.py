@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from salnas.errors import ConfigError
+from salnas.layout import ORACLE_METRICS
 
 # The loss terms a config may weight (salnas.losses implements them).
 LOSS_TERMS: tuple[str, ...] = ("kld", "cc", "nss", "sim")
@@ -298,8 +299,9 @@ class DistillConfig(Section):
     alpha_schedule: tuple[float, float] | None = Field(
         None, description="[start, end]: alpha linear from the first to the last epoch"
     )
-    monitor: Literal["CC", "KLD", "NSS", "SIM", "AUC_Judd"] = Field(
-        "CC", description="val metric of model selection and of the teacher's 'improved'"
+    monitor: str = Field(
+        "CC", description="val metric of model selection and of the teacher's 'improved' "
+        "(one of the oracle's metrics)"
     )
     kfold: int = Field(
         0, ge=0, description="K >= 2: teacher epochs chosen by K-fold CV of the train split"
@@ -333,6 +335,13 @@ class DistillConfig(Section):
     latency_threads: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: default)")
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor(cls, v: str) -> str:
+        if v not in ORACLE_METRICS:
+            raise ValueError(f"monitor {v!r} must be one of {', '.join(ORACLE_METRICS)}")
+        return v
 
     @field_validator("select")
     @classmethod
