@@ -11,8 +11,8 @@ from rich.console import Console
 
 __all__ = ["PlotlyJs", "compare_cmd", "report_cmd"]
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+out = Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 
 class PlotlyJs(enum.StrEnum):
@@ -41,7 +41,7 @@ def report_cmd(
 
     path, page = write_report(run_dir, out_file, gallery, gallery_models, plotlyjs.value)
     for p in page.problems:
-        err.print(f"[yellow]warning:[/yellow] {p}", markup=True)
+        err.print(f"warning: {p}")
     n = page.n_figures
     out.print(f"wrote {path} ({n} figure{'' if n == 1 else 's'}, "
               f"{path.stat().st_size / 1e6:.1f} MB)")
@@ -60,5 +60,5 @@ def compare_cmd(
 
     path, page = write_compare(run_dirs, out_file, plotlyjs.value)
     for p in page.problems:
-        err.print(f"[yellow]warning:[/yellow] {p}", markup=True)
+        err.print(f"warning: {p}")
     out.print(f"wrote {path} ({page.n_figures} figure{'' if page.n_figures == 1 else 's'})")

@@ -69,6 +69,11 @@ PEERS = ("max", "fpn", "csnet")
 FPN_WIDTHS = (64, 48, 32, 16)  # decoder widths of the plain reference, deepest level first
 
 
+def _nearest(choices: tuple[int, ...], target: int) -> int:
+    """The choice nearest to ``target`` (the wider one on a tie)."""
+    return min(choices, key=lambda c: (abs(c - target), -c))
+
+
 def fpn_genome(space: SearchSpace) -> Genome:
     """The plain reference's architecture as a genome of ``space`` (see the ``fpn`` peer)."""
     lite = space.lite0_genome()
@@ -80,7 +85,7 @@ def fpn_genome(space: SearchSpace) -> Genome:
         "ops": ["dwsep3x3" if "dwsep3x3" in space.decoder_ops else space.decoder_ops[0]]
         * levels,
         # The hand design's widths (measured as the plain reference), or the nearest choice.
-        "widths": [min(w, key=lambda c, t=t: (abs(c - t), -c))
+        "widths": [_nearest(w, t)
                    for w, t in zip(space.decoder_widths, FPN_WIDTHS, strict=False)],
         "centre_bias": space.prior_channels > 0,
     }, space)

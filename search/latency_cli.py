@@ -14,7 +14,7 @@ from salnas.errors import ConfigError, SalnasError
 app = typer.Typer(
     help="Latency lookup tables per device: profile, validate, predict.", no_args_is_help=True
 )
-out = Console()
+out = Console(highlight=False, markup=False, emoji=False)
 
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="torch CPU threads, pinned")]
 WarmupOpt = Annotated[int, typer.Option("--warmup", help="untimed calls per item first")]
@@ -61,7 +61,7 @@ def _warn_if_busy(loads: list[float | None], device: dict[str, Any]) -> None:
 
     warning = busy_warning(loads, device)
     if warning:
-        out.print(f"[yellow]warning:[/yellow] {warning}")
+        out.print(f"warning: {warning}")
 
 
 @app.command("profile")
@@ -160,7 +160,7 @@ def validate_cmd(
                             progress=progress)
     _warn_if_busy(report["load_average"], report["device"])
     if not report["same_device_name"]:
-        out.print(f"[yellow]warning:[/yellow] {lut} was profiled on "
+        out.print(f"warning: {lut} was profiled on "
                   f"{table.meta['device'].get('name')!r}, this is {report['device']['name']!r}")
     _print_validation(report, f"{lut}: validation on {n} random subnets")
     if json_out is not None:
