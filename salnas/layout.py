@@ -48,6 +48,7 @@ ORACLE_METRICS: tuple[str, ...] = ("CC", "KLD", "NSS", "SIM", "AUC_Judd")
 # ---------------------------------------------------------------- file names
 CONFIG_YAML = "config.yaml"
 RUN_JSON = "run.json"  # RUN/: the pipeline's record of its stages
+RUN_LOG = "run.log"  # RUN/: the pipeline's log lines, timestamped
 PROVENANCE_JSON = "provenance.json"  # RUN/supernet/: command, seed, versions, commit
 LEGACY_SUPERNET_RUN_JSON = "run.json"  # what supernet runs before provenance.json wrote
 SPLIT_JSON = "split.json"

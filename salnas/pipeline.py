@@ -35,7 +35,7 @@ from salnas.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from salnas.layout import RunLayout, Status, check_fingerprint
+from salnas.layout import RUN_LOG, RunLayout, Status, check_fingerprint
 from salnas.search.stage import SearchStage
 from salnas.stage import StageRunner
 from salnas.supernet.stage import SupernetStage
@@ -43,7 +43,6 @@ from salnas.supernet.stage import SupernetStage
 __all__ = ["STAGES", "run_pipeline", "stage_runners"]
 
 STAGES = ("supernet", "baselines", "search", "distill", "report")
-RUN_LOG = "run.log"
 
 
 def file_log(path: Path, echo: Callable[[str], None]) -> Callable[[str], None]:
