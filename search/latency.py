@@ -813,7 +813,7 @@ def validate_table(
     """Measure ``n`` random subnets (interleaved) on the table's device and thread count and
     compare with the predictions; see :func:`validation_report` for the keys."""
     if n < 1:
-        raise SalnasError(f"--n must be >= 1, got {n}")
+        raise SalnasError(f"--subnets must be >= 1, got {n}")
     device = table.meta.get("device", {}).get("type", "cpu")
     threads = int(table.meta.get("threads", 1))
     statistic = table.meta.get("measurement", {}).get("statistic", "median")

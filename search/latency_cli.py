@@ -78,7 +78,9 @@ def profile_cmd(
         int, typer.Option("--fit", help="random subnets (plus min and max) for the overhead fit")
     ] = 8,
     validate: Annotated[
-        int, typer.Option("--validate", help="also validate on N other random subnets, same run")
+        int, typer.Option("--validate-subnets", "--validate",
+                          help="also validate on N other random subnets, same run (as "
+                          "`latency validate --subnets N`)")
     ] = 0,
     seed: SeedOpt = 0,
     statistic: Annotated[
@@ -106,7 +108,7 @@ def profile_cmd(
     if device not in ("cpu", "cuda"):
         raise SalnasError(f"--device must be cpu or cuda, got {device!r}")
     if fit < 0 or validate < 0:
-        raise SalnasError("--fit and --validate must be >= 0")
+        raise SalnasError("--fit and --validate-subnets must be >= 0")
     if statistic not in ("median", "min"):
         raise SalnasError(f"--statistic must be median or min, got {statistic!r}")
     space = _space(config)
@@ -138,7 +140,7 @@ def profile_cmd(
 @app.command("validate")
 def validate_cmd(
     lut: Annotated[Path, typer.Option("--lut", help="lookup table from `latency profile`")],
-    n: Annotated[int, typer.Option("--n", help="random subnets to measure")] = 20,
+    n: Annotated[int, typer.Option("--subnets", "--n", help="random subnets to measure")] = 20,
     warmup: WarmupOpt = 3,
     repeats: RepeatsOpt = 10,
     seed: SeedOpt = 0,
@@ -155,6 +157,8 @@ def validate_cmd(
     from salnas.io import write_json_atomic
     from salnas.search.latency import LatencyTable, validate_table
 
+    if n < 1:  # before reading the table: a bad count is the user's first error to fix
+        raise SalnasError(f"--subnets must be >= 1, got {n}")
     table = LatencyTable.load(lut)
     report = validate_table(table, n, warmup=warmup, repeats=repeats, seed=seed,
                             progress=progress)

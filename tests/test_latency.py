@@ -177,19 +177,35 @@ def test_cli_profile_validate_and_predict(tmp_path):
     lut, report = tmp_path / "lut.json", tmp_path / "val.json"
     fast = ["--warmup", "0", "--repeats", "1", "--no-progress"]
     result = runner.invoke(app, ["latency", "profile", "--out", str(lut), "--config", str(config),
-                                 "--validate", "3", "--fit", "2", "--json", str(report), *fast])
+                                 "--validate-subnets", "3", "--fit", "2", "--json", str(report),
+                                 *fast])
     assert result.exit_code == 0, result.output
     table = LatencyTable.load(lut, space=SearchSpace(TINY_SPACE))
     assert table.validation["n"] == 3 and set(json.loads(report.read_text())) >= REPORT_KEYS
     assert "within ±10 %" in result.output
 
-    result = runner.invoke(app, ["latency", "validate", "--lut", str(lut), "--n", "2", "--store",
-                                 *fast])
+    result = runner.invoke(app, ["latency", "validate", "--lut", str(lut), "--subnets", "2",
+                                 "--store", *fast])
     assert result.exit_code == 0, result.output
     assert LatencyTable.load(lut).validation["when"].startswith("validate")
 
     result = runner.invoke(app, ["latency", "predict", "--lut", str(lut), "--genome", "max"])
     assert result.exit_code == 0 and " ms on " in result.output, result.output
+
+
+def test_cli_subnet_counts_share_one_name_and_keep_the_old_spellings(tmp_path):
+    lut = tmp_path / "lut.json"
+    for args in (["profile", "--out", str(lut), "--validate-subnets", "-1"],
+                 ["profile", "--out", str(lut), "--validate", "-1"]):
+        result = runner.invoke(app, ["latency", *args])
+        assert isinstance(result.exception, SalnasError), result.output
+        assert "--validate-subnets must be >= 0" in str(result.exception)
+    lut.write_text("{}")
+    for flag in ("--subnets", "--n"):
+        result = runner.invoke(app, ["latency", "validate", "--lut", str(lut), flag, "0"])
+        assert isinstance(result.exception, SalnasError), result.output
+        assert "--subnets must be >= 1" in str(result.exception)
+    assert lut.read_text() == "{}"
 
 
 def test_cli_rejects_a_bad_device(tmp_path):
