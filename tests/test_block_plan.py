@@ -16,6 +16,7 @@ import json
 
 import pytest
 import torch
+from spaces import TINY_SPACE
 from torch import nn
 
 from salnas.search.latency import entry_keys, genome_entry_keys
@@ -31,18 +32,7 @@ from salnas.supernet.space import (
     genome_list_gene,
 )
 
-TINY = SearchSpace({
-    "stem": 8,
-    "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c8_r2", "e6_k5_s2_c16_r1"],
-    "kernels": [3, 5],
-    "expands": [3, 6],
-    "depths": [[1], [1, 2], [1]],
-    "resolutions": [[32, 32], [64, 64]],
-    "skip_stages": [0],
-    "decoder_widths": [[8, 16]],
-    "decoder_ops": ["conv3x3", "dynconv"],
-    "prior_channels": 2,
-})
+TINY = SearchSpace(TINY_SPACE)
 # Odd sizes: strided convs pad like TF "SAME", so sizes are ceil(size / stride).
 ODD = SearchSpace({**TINY.to_config(), "resolutions": [[33, 47], [50, 70]]})
 SPACES = {"default": default_space(), "tiny": TINY, "odd": ODD}

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from spaces import NARROW_SPACE
 
 from salnas.config import config_from_dict
 from salnas.search.run import run_search
@@ -33,13 +34,7 @@ CONFIG = {
     "seed": 3,
     "data": {"spec": "synthetic:24", "resolution": [64, 96], "val": 4, "test": 4},
     "supernet": {
-        "space": {
-            "stem": 8,
-            "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c12_r2", "e6_k5_s2_c16_r2", "e6_k3_s2_c24_r2",
-                       "e6_k5_s1_c32_r2", "e6_k5_s2_c48_r2", "e6_k3_s1_c64_r1"],
-            "resolutions": [[32, 64], [64, 96]],
-            "decoder_widths": [[8, 16], [8, 16], [8, 16], [8, 16]],
-        },
+        "space": NARROW_SPACE,
         "pretrained": False, "epochs": 1, "batch_size": 4, "n_random": 1,
         "bn_recalib_batches": 1, "threads": 1,
     },

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from spaces import NARROW_SPACE
 from typer.testing import CliRunner
 
 from salnas.cli import app
@@ -18,13 +19,7 @@ from salnas.supernet.model import Supernet
 from salnas.supernet.space import SearchSpace
 from salnas.supernet.subnet import relative_difference, save_subnet
 
-SPACE = {
-    "stem": 8,
-    "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c12_r2", "e6_k5_s2_c16_r2", "e6_k3_s2_c24_r2",
-               "e6_k5_s1_c32_r2", "e6_k5_s2_c48_r2", "e6_k3_s1_c64_r1"],
-    "resolutions": [[32, 48], [48, 64]],
-    "decoder_widths": [[8, 16], [8, 16], [8, 16], [8, 16]],
-}
+SPACE = {**NARROW_SPACE, "resolutions": [[32, 48], [48, 64]]}
 HAS_ORT = bool(importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"))
 CONFIG = {"supernet": {"space": SPACE, "pretrained": False}, "data": {"spec": "synthetic:40"}}
 

@@ -35,6 +35,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from spaces import NARROW_SPACE
 
 from salnas.cli import main
 from salnas.config import config_from_dict
@@ -48,13 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # A narrow, shallow space (as in test_search_engines): trainings take seconds.
-SPACE = {
-    "stem": 8,
-    "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c12_r2", "e6_k5_s2_c16_r2", "e6_k3_s2_c24_r2",
-               "e6_k5_s1_c32_r2", "e6_k5_s2_c48_r2", "e6_k3_s1_c64_r1"],
-    "resolutions": [[32, 64], [64, 96]],
-    "decoder_widths": [[8, 16], [8, 16], [8, 16], [8, 16]],
-}
+SPACE = NARROW_SPACE
 TINY = {
     "seed": 3,
     "data": {"spec": "synthetic:16", "resolution": [64, 96], "val": 4, "test": 4},

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from spaces import NARROW_SPACE
 from typer.testing import CliRunner
 
 from salnas.cli import app
@@ -22,13 +23,7 @@ from salnas.supernet.space import SearchSpace
 from salnas.supernet.subnet import predict_batch, predict_image, save_subnet
 
 # A narrow space: extraction, export and prediction take well under a second.
-SPACE = {
-    "stem": 8,
-    "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c12_r2", "e6_k5_s2_c16_r2", "e6_k3_s2_c24_r2",
-               "e6_k5_s1_c32_r2", "e6_k5_s2_c48_r2", "e6_k3_s1_c64_r1"],
-    "resolutions": [[32, 48], [48, 64]],
-    "decoder_widths": [[8, 16], [8, 16], [8, 16], [8, 16]],
-}
+SPACE = {**NARROW_SPACE, "resolutions": [[32, 48], [48, 64]]}
 HAS_ORT = bool(importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"))
 SIZES = {"wide": (50, 90), "tall": (75, 40), "square": (64, 64)}  # (H, W), none the input size
 

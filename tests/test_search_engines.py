@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from spaces import NARROW_SPACE
 
 from salnas.config import config_from_dict
 from salnas.datasets import SaliencyDataset
@@ -39,13 +40,7 @@ BASE = {
     "seed": 3,
     "data": {"spec": "synthetic:24", "resolution": [64, 96], "val": 4, "test": 4},
     "supernet": {
-        "space": {  # a narrow, shallow space: training and evaluations take milliseconds
-            "stem": 8,
-            "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c12_r2", "e6_k5_s2_c16_r2", "e6_k3_s2_c24_r2",
-                       "e6_k5_s1_c32_r2", "e6_k5_s2_c48_r2", "e6_k3_s1_c64_r1"],
-            "resolutions": [[32, 64], [64, 96]],
-            "decoder_widths": [[8, 16], [8, 16], [8, 16], [8, 16]],
-        },
+        "space": NARROW_SPACE,  # narrow and shallow: training and evaluations take milliseconds
         "pretrained": False,
         "epochs": 1,
         "batch_size": 4,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spaces import TINY_SPACE
 
 from salnas.supernet.space import (
     DEFAULT_CONFIG,
@@ -27,18 +28,7 @@ SPACE = default_space()
 LO, HI = SPACE.bounds()
 MAX_ID = "dbe5418d9b"  # pinned: changes only if the default space or the id scheme changes
 
-TINY = SearchSpace({
-    "stem": 8,
-    "stages": ["e1_k3_s1_c8_r1", "e6_k3_s2_c8_r2", "e6_k5_s2_c16_r1"],
-    "kernels": [3, 5],
-    "expands": [3, 6],
-    "depths": [[1], [1, 2], [1]],
-    "resolutions": [[32, 32], [64, 64]],
-    "skip_stages": [0],
-    "decoder_widths": [[8, 16]],
-    "decoder_ops": ["conv3x3", "dynconv"],
-    "prior_channels": 2,
-})
+TINY = SearchSpace(TINY_SPACE)
 
 vectors = st.lists(st.integers(0, 10), min_size=len(HI), max_size=len(HI)).map(
     lambda v: np.minimum(np.array(v), HI))
