@@ -10,6 +10,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from salnas.cli_options import ProgressOpt, SetOpt
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -60,12 +62,7 @@ def distill_cmd(
     no_peers: Annotated[
         bool, typer.Option("--no-peers", help="skip the max-subnet and CSNet peers")
     ] = False,
-    sets: Annotated[
-        list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE",
-                     help="override a config setting by its dotted key (typed by the schema); "
-                     "repeatable, e.g. --set distill.epochs=2"),
-    ] = None,
+    sets: SetOpt = None,
 ) -> None:
     """Train Pareto architectures standalone: Self-KD and baseline arms, peers, energy, export."""
     from salnas.config import load_config, parse_set_options
@@ -236,10 +233,7 @@ def predict_cmd(
             "--batch-size", help="images per forward pass (exports with batch 1 use 1)"
         ),
     ] = 8,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress", help="progress bar (default: on a terminal)"),
-    ] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Write one saliency map per image, at the image's original size.
 

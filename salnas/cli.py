@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from salnas.cli_options import ProgressOpt, SetOpt
 from salnas.errors import SalnasError
 
 # Every command's --help ends with an example (command path -> example lines).
@@ -205,18 +206,6 @@ def _root(
 
     set_progress(False if no_progress else None)
 
-
-ProgressOpt = Annotated[
-    bool | None,
-    typer.Option("--progress/--no-progress",
-                 help="progress bars (default: on when stderr is a terminal)"),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", metavar="KEY=VALUE",
-                 help="override a config setting by its dotted key, typed by the schema; "
-                 "repeatable, e.g. --set supernet.epochs=3 --set data.resolution=[96,128]"),
-]
 
 BASELINE_MODELS = ("centre_bias", "inter_observer", "generating_map")
 SpecArg = Annotated[

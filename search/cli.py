@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from salnas.cli_options import ProgressOpt, SetOpt
 from salnas.config import load_config, parse_set_options
 
 __all__ = ["search_cmd"]
@@ -33,17 +34,8 @@ def search_cmd(
         str | None, typer.Option("--study-name", help="override search.study_name")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="override seed")] = None,
-    sets: Annotated[
-        list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE",
-                     help="override a config setting by its dotted key (typed by the schema); "
-                     "repeatable, e.g. --set search.population=32"),
-    ] = None,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress",
-                     help="progress bar (default: on when stderr is a terminal)"),
-    ] = None,
+    sets: SetOpt = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Multi-objective architecture search on a trained supernet (resumable, distributable)."""
     from rich.console import Console

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from salnas.cli_options import ProgressOpt, SetOpt
+
 app = typer.Typer(
     help="Search space, supernet training and subnet extraction.", no_args_is_help=True
 )
@@ -51,17 +53,8 @@ def train_cmd(
     sigma_px: Annotated[
         float | None, typer.Option("--sigma-px", help="override data.sigma_px")
     ] = None,
-    sets: Annotated[
-        list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE",
-                     help="override a config setting by its dotted key (typed by the schema); "
-                     "repeatable, e.g. --set supernet.lr=5e-4"),
-    ] = None,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress",
-                     help="progress bars (default: on when stderr is a terminal)"),
-    ] = None,
+    sets: SetOpt = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Train the supernet with the sandwich rule (torchrun for several processes)."""
     from salnas.config import check_sigma_px, load_config, parse_set_options
