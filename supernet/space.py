@@ -143,6 +143,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "decoder_depths": None,
     # Decoder types searched (``decoder_type`` gene): "unet" (concatenation) and/or "fpn".
     "decoder_types": ["unet"],
+    # Choices of every level's skip gene: [true] makes every active level read its encoder
+    # stage (without it a read-out can see only the deepest, stride-32 features).
+    "decoder_skips": [False, True],
     # Learned centre-bias prior maps fed to the read-out when the centre_bias gene is on.
     "prior_channels": 8,
 }
@@ -316,6 +319,7 @@ class SearchSpace:
     ``depths`` (None or one list per stage), ``resolutions``, ``skip_stages``,
     ``decoder_widths`` (one list per level), ``decoder_ops``, ``decoder_depths`` (None or
     the choices of the number of levels that run), ``decoder_types`` (``unet``, ``fpn``),
+    ``decoder_skips`` (the skip genes' choices: ``[false, true]`` or one of them),
     ``prior_channels``.
     """
 
@@ -353,6 +357,10 @@ class SearchSpace:
             raise GenomeError(f"decoder_types {bad_types or types} must be a non-empty subset "
                               f"of {DECODER_TYPES}")
         self.decoder_types: tuple[str, ...] = tuple(t for t in DECODER_TYPES if t in types)
+        skips = cfg["decoder_skips"]
+        if not skips or any(not isinstance(v, bool) for v in skips):
+            raise GenomeError(f"decoder_skips {skips!r} must be a non-empty list of true/false")
+        self.decoder_skips: tuple[bool, ...] = tuple(v for v in (False, True) if v in skips)
         self.prior_channels: int = int(cfg["prior_channels"])
         self._check()
         self.all_genes: tuple[Gene, ...] = tuple(self._make_genes())
@@ -404,6 +412,7 @@ class SearchSpace:
             "decoder_ops": list(self.decoder_ops),
             "decoder_depths": list(self.decoder_depths),
             "decoder_types": list(self.decoder_types),
+            "decoder_skips": list(self.decoder_skips),
             "prior_channels": self.prior_channels,
         }
 
@@ -453,7 +462,7 @@ class SearchSpace:
         yield Gene("decoder_type", self.decoder_types)
         yield Gene("decoder_depth", self.decoder_depths)
         for lvl, widths in enumerate(self.decoder_widths):
-            yield Gene(f"d{lvl}.skip", (False, True))
+            yield Gene(f"d{lvl}.skip", self.decoder_skips)
             yield Gene(f"d{lvl}.op", self.decoder_ops)
             yield Gene(f"d{lvl}.width", widths)
         yield Gene("centre_bias", (False, True) if self.prior_channels > 0 else (False,))
@@ -596,10 +605,12 @@ class SearchSpace:
         ops = len(self.decoder_ops)
         decoders = 0
         if "unet" in self.decoder_types:
-            levels = [2 * ops * len(widths) for widths in self.decoder_widths]
+            levels = [len(self.decoder_skips) * ops * len(widths)
+                      for widths in self.decoder_widths]
             decoders += sum(math.prod(levels[:d]) for d in self.decoder_depths)
         if "fpn" in self.decoder_types:  # skips of the active levels, the op, level 0's width
-            decoders += sum(2**d * ops * len(self.decoder_widths[0]) for d in self.decoder_depths)
+            decoders += sum(len(self.decoder_skips)**d * ops * len(self.decoder_widths[0])
+                            for d in self.decoder_depths)
         return n * decoders
 
     def enumerate_vectors(self) -> Iterator[np.ndarray]:
