@@ -271,11 +271,13 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
         row = front.iloc[i]
         extra = {f"search_{c}": float(row[c]) for c in numeric}
         archs.append((str(row["id"]), "pareto", _parse_genome(row, space, path), extra))
-    if cfg.peers:
-        # The max genome named by id is trained once, as a Pareto architecture.
-        if space.max_genome() not in [g for _, _, g, _ in archs]:
-            archs.append(("peer-max", "peer", space.max_genome(), {}))
+    peers = cfg.peer_names
+    # The max genome named by id is trained once, as a Pareto architecture.
+    if "max" in peers and space.max_genome() not in [g for _, _, g, _ in archs]:
+        archs.append(("peer-max", "peer", space.max_genome(), {}))
+    if "fpn" in peers:
         archs.append((FPN_PEER, "peer", fpn_genome(space), {}))
+    if "csnet" in peers:
         archs.append(("peer-csnet", "peer", None, {}))
         if cfg.csnet_dwd > 0:
             archs.append((CSNET_DWD_PEER, "peer", None, {}))
@@ -366,7 +368,7 @@ class DistillRun:
         self.space = self.supernet.space
         # The max genome (an anchor of the search, often on the front) is the max peer: a
         # selection of Pareto architectures spends its places on the others.
-        peer_ids = [self.space.max_genome().id] if cfg.peers else []
+        peer_ids = [self.space.max_genome().id] if "max" in cfg.peer_names else []
         self.rows = select_architectures(self.front, cfg, self.search_json,
                                          str(self.search_dir / PARETO_CSV), peer_ids)
         self.units = _units(self.front, self.rows, self.space, cfg,
@@ -422,7 +424,8 @@ class DistillRun:
             teacher_unit = self._teacher_unit()
             if teacher_unit is None:
                 raise ConfigError("distill.teacher max needs the max subnet in the run: set "
-                                  "distill.peers: true or select the max genome")
+                                  "distill.peers: true (or a list with max) or select the max "
+                                  "genome")
             self.units.remove(teacher_unit)
             self.units.insert(0, teacher_unit)
         for unit in self.units:

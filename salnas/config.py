@@ -260,6 +260,9 @@ class SearchConfig(Section):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: default)")
 
 
+PEER_NAMES = ("max", "fpn", "csnet")  # distill.peers: true trains all of them
+
+
 class DistillConfig(Section):
     """Standalone training of the chosen architectures, Self-KD vs baseline (``salnas distill``)."""
 
@@ -270,7 +273,11 @@ class DistillConfig(Section):
     time_budget_s: float | None = Field(
         None, gt=0, description="stop starting new architectures after this many seconds"
     )
-    peers: bool = Field(True, description="also train the max subnet and the CSNet-style peer")
+    peers: bool | list[Literal["max", "fpn", "csnet"]] = Field(
+        True, description="hand-designed peers trained beside the front: true (max, fpn and "
+        "csnet), false, or a list of those names (csnet brings peer-csnet-dwd along when "
+        "csnet_dwd > 0)",
+    )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     init: Literal["inherited", "imagenet", "scratch"] = Field(
         "inherited", description="supernet weights | ImageNet encoder only | random"
@@ -335,6 +342,13 @@ class DistillConfig(Section):
     latency_threads: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: default)")
+
+    @property
+    def peer_names(self) -> tuple[str, ...]:
+        """The peers to train, in training order: a subset of ``max``, ``fpn``, ``csnet``."""
+        if self.peers is True:
+            return PEER_NAMES
+        return tuple(p for p in PEER_NAMES if self.peers and p in self.peers)
 
     @field_validator("monitor")
     @classmethod

@@ -100,6 +100,25 @@ def test_selection_leaves_the_peers_genomes_out():
                                        "peer-csnet-dwd"]
 
 
+def test_a_list_of_peers_trains_only_those():
+    space = SearchSpace(SPACE)
+    genome = space.min_genome()
+    pareto = pd.DataFrame({"id": [genome.id], "genome": [genome.to_json()]})
+    cheap = config(select="all", peers=["csnet"]).distill
+    assert cheap.peer_names == ("csnet",)
+    units = stage._units(pareto, [0], space, cheap, Path("pareto.csv"))
+    assert [u.arch for u in units] == [genome.id, "peer-csnet", "peer-csnet-dwd"]
+    # order is the training order whatever the list's order; csnet_dwd 0 leaves dwd out
+    both = config(select="all", peers=["fpn", "max"], csnet_dwd=0).distill
+    assert both.peer_names == ("max", "fpn")
+    units = stage._units(pareto, [0], space, both, Path("pareto.csv"))
+    assert [u.arch for u in units] == [genome.id, "peer-max", "peer-fpn"]
+    assert config(peers=True).distill.peer_names == ("max", "fpn", "csnet")
+    assert config(peers=[]).distill.peer_names == ()
+    with pytest.raises(ConfigError, match=r"distill\.peers"):
+        config(peers=["resnet"])
+
+
 def test_clear_errors(search_dir, tmp_path):
     with pytest.raises(SalnasError, match=r"pareto.csv does not exist"):
         stage.run_distill(config(), tmp_path, tmp_path / "out", progress=False)
