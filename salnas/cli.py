@@ -418,6 +418,9 @@ def run(
     config: Annotated[Path, typer.Option("--config", help="YAML config of the whole run")],
     out_dir: Annotated[Path, typer.Option("--out", help="run directory (rerun to resume)")],
     overrides: SetOpt = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="stop after this stage: supernet, baselines, search, distill or "
+        "report (rerun without it to go on)")] = None,
     progress: ProgressOpt = None,
 ) -> None:
     """Every stage end to end: supernet, baselines, search, Self-KD, report (resumable).
@@ -431,10 +434,11 @@ def run(
     cfg = load_config(config, parse_set_options(overrides))
     ensure_dir(out_dir)
     stages = run_pipeline(cfg, out_dir, progress=progress_enabled(progress),
-                          log=lambda m: out.print(m, soft_wrap=True))
+                          log=lambda m: out.print(m, soft_wrap=True), until=until)
     total = sum(s.get("wall_s", 0.0) for s in stages.values())
-    out.print(f"run finished: {out_dir / 'report.html'} (stages {total:.0f} s in all)",
-              soft_wrap=True)
+    if until is None or until == "report":
+        out.print(f"run finished: {out_dir / 'report.html'} (stages {total:.0f} s in all)",
+                  soft_wrap=True)
 
 
 @config_app.command("show", epilog=example("config show"))

@@ -27,6 +27,7 @@ from salnas.analysis.stage import ReportStage
 from salnas.baselines import BaselinesStage
 from salnas.config import Config, dump_config, load_config
 from salnas.distill.stage import DistillStage
+from salnas.errors import ConfigError
 from salnas.io import (
     provenance,
     read_json,
@@ -67,11 +68,14 @@ def stage_runners(config: Config, layout: RunLayout, progress: bool = True) -> l
 
 
 def run_pipeline(
-    config: Config, run_dir: Path, progress: bool = True, log: Callable[[str], None] = print
+    config: Config, run_dir: Path, progress: bool = True, log: Callable[[str], None] = print,
+    until: str | None = None,
 ) -> dict[str, Any]:
-    """Run or resume every stage; returns the ``stages`` record written to RUN/run.json.
+    """Run or resume every stage (or those up to and including ``until``); returns the
+    ``stages`` record written to RUN/run.json.
 
-    Every ``log`` line also goes to RUN/run.log (with the reason when a stage fails).
+    Every ``log`` line also goes to RUN/run.log (with the reason when a stage fails). A run
+    stopped by ``until`` continues with the next stage when it is given again without it.
     """
     layout = RunLayout(Path(run_dir))
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -90,7 +94,12 @@ def run_pipeline(
         write_json_atomic(layout.run_json, {
             **provenance(seed=config.seed, stage="run", status=status.value), "stages": stages})
 
-    for runner in stage_runners(config, layout, progress):
+    runners = stage_runners(config, layout, progress)
+    names = [r.name for r in runners]
+    if until is not None and until not in names:
+        raise ConfigError(f"--until {until!r}: not a stage; use one of {', '.join(names)}")
+    last = names.index(until) if until is not None else len(names) - 1
+    for runner in runners[:last + 1]:
         name = runner.name
         if runner.is_done() and Status.of(stages.get(name)) is Status.DONE:
             log(f"[{name}] done earlier ({stages[name].get('wall_s', float('nan')):.0f} s), "
@@ -111,5 +120,8 @@ def run_pipeline(
                         "fingerprint": digest, **runner.status()}
         save(Status.RUNNING)
         log(f"[{name}] done in {stages[name]['wall_s']:.0f} s")
-    save(Status.DONE)
+    if last < len(names) - 1:
+        log(f"stopped after [{names[last]}] (--until); rerun without it for "
+            f"{', '.join(names[last + 1:])}")
+    save(Status.DONE if last == len(names) - 1 else Status.RUNNING)
     return stages

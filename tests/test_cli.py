@@ -272,6 +272,51 @@ def test_the_pipeline_writes_run_log_with_a_failing_stages_reason(tmp_path, monk
     assert len((tmp_path / "run.log").read_text().splitlines()) == 4 + 4  # appended
 
 
+def test_until_stops_after_a_stage_and_a_rerun_goes_on(tmp_path, monkeypatch):
+    import salnas.pipeline as pipeline
+    from salnas.config import load_config
+    from salnas.errors import ConfigError
+
+    ran: list[str] = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def fingerprint(self):
+            return {}
+
+        def is_done(self):
+            return self.name in ran
+
+        def run(self):
+            ran.append(self.name)
+
+        def status(self):
+            return {}
+
+    monkeypatch.setattr(pipeline, "stage_runners",
+                        lambda c, layout, p: [Fake("a"), Fake("b"), Fake("c")])
+    said: list[str] = []
+    config = load_config(None)
+    pipeline.run_pipeline(config, tmp_path, progress=False, log=said.append, until="b")
+    assert ran == ["a", "b"] and said[-1].startswith("stopped after [b] (--until)")
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "running"
+    pipeline.run_pipeline(config, tmp_path, progress=False, log=said.append)
+    assert ran == ["a", "b", "c"]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "done"
+    with pytest.raises(ConfigError, match=r"--until 'nope': not a stage; use one of a, b, c"):
+        pipeline.run_pipeline(config, tmp_path, progress=False, log=said.append, until="nope")
+    # the CLI passes --until through
+    calls = _capture(monkeypatch, "salnas.pipeline.run_pipeline", {})
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("seed: 1\n")
+    result = runner.invoke(app, ["run", "--config", str(cfg_file), "--out", str(tmp_path / "r"),
+                                 "--until", "search"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["until"] == "search" and "run finished" not in result.output
+
+
 def test_evaluate_scores_every_predicted_image_when_the_folder_covers_more(tmp_path):
     source = open_source("synthetic:20")
     stems = source.stems()
