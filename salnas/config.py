@@ -131,6 +131,10 @@ class SupernetConfig(Section):
     warmup_epochs: int = Field(0, ge=0)
     grad_clip: float | None = Field(5.0, description="max gradient norm; null disables")
     n_random: int = Field(2, ge=0, description="sandwich rule: max + min + n random subnets")
+    sandwich: Literal["space", "alternate_types"] = Field(
+        "space", description="space: the space's max and min every step; alternate_types: "
+        "the max and min of each decoder type in turn (without progressive shrinking)",
+    )
     inplace_distill: bool = Field(True, description="smaller subnets learn the max's prediction")
     distill_weight: float = Field(1.0, ge=0)
     loss: dict[str, float] = Field(default_factory=lambda: {"kld": 1.0, "cc": 1.0, "nss": 0.1})
@@ -157,6 +161,15 @@ class SupernetConfig(Section):
     progressive: bool = Field(
         False, description="progressive shrinking: kernel, then depth, then expand/decoder"
     )
+
+    @field_validator("progressive")
+    @classmethod
+    def _progressive(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("sandwich") == "alternate_types":
+            raise ValueError("sandwich alternate_types needs progressive: false (progressive "
+                             "shrinking keeps the decoder at its maximum until the last phase)")
+        return v
+
     temperature: tuple[float, float] = Field(
         (30.0, 1.0), description="dynamic-conv softmax temperature, annealed first to last epoch"
     )

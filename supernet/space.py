@@ -570,18 +570,24 @@ class SearchSpace:
         return self.decode(vec.astype(np.int64))
 
     # --- special genomes -------------------------------------------------------------------
-    def _extreme(self, pick: int) -> Genome:
-        return self._genome({g.name: g.choices[pick] for g in self.all_genes})
+    def _extreme(self, pick: int, decoder_type: str | None) -> Genome:
+        value = {g.name: g.choices[pick] for g in self.all_genes}
+        if decoder_type is not None:
+            if decoder_type not in self.decoder_types:
+                raise GenomeError(f"decoder type {decoder_type!r} is not in this space's "
+                                  f"decoder_types {list(self.decoder_types)}")
+            value["decoder_type"] = decoder_type
+        return self._genome(value)
 
-    def max_genome(self) -> Genome:
+    def max_genome(self, decoder_type: str | None = None) -> Genome:
         """Largest architecture: last choice of every gene (every decoder level, all skips,
-        centre bias on)."""
-        return self._extreme(-1)
+        centre bias on); with ``decoder_type``, the largest of that decoder type."""
+        return self._extreme(-1, decoder_type)
 
-    def min_genome(self) -> Genome:
+    def min_genome(self, decoder_type: str | None = None) -> Genome:
         """Smallest architecture: first choice of every gene (fewest decoder levels, no
-        skips, no centre bias)."""
-        return self._extreme(0)
+        skips, no centre bias); with ``decoder_type``, the smallest of that decoder type."""
+        return self._extreme(0, decoder_type)
 
     def lite0_genome(self) -> Genome:
         """Max decoder, encoder exactly as configured by ``stages`` (the base's kernels, e6)."""

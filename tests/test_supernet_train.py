@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from spaces import NARROW_SPACE
 from typer.testing import CliRunner
 
 from salnas.cli import app
 from salnas.config import config_from_dict
-from salnas.errors import SalnasError
+from salnas.errors import ConfigError, SalnasError
 from salnas.supernet.checkpoint import load_checkpoint, load_supernet
 from salnas.supernet.optim import lr_factor
-from salnas.supernet.space import SearchSpace
+from salnas.supernet.space import GenomeError, SearchSpace
 from salnas.supernet.train import (
     PROGRESSIVE_PHASES,
     sample_subnets,
@@ -294,3 +295,27 @@ def test_validation_subnets_are_fixed_by_the_seed():
     assert [t for t, _ in first] == ["max", "min", "rand0", "rand1", "rand2", "rand3"]
     assert first != [(t, g.id) for t, g in validation_subnets(sp, 4)]
     assert len(validation_subnets(sp, 3, n_random=0)) == 2
+
+
+def test_alternate_types_trains_the_ends_of_each_decoder_type_in_turn():
+    space = SearchSpace({**NARROW_SPACE, "decoder_types": ["fpn", "unet"],
+                         "decoder_depths": [2, 4]})
+    plain = sample_subnets(space, 1, seed=3, epoch=1, step=0, elastic_groups=None)
+    first = sample_subnets(space, 1, seed=3, epoch=1, step=0, elastic_groups=None,
+                           alternate_types=True)
+    second = sample_subnets(space, 1, seed=3, epoch=1, step=1, elastic_groups=None,
+                            alternate_types=True)
+    assert first == plain  # step 0: the space's max (U-Net) and min (FPN)
+    assert [g.decoder_type for g in second[:2]] == ["fpn", "unet"]
+    top_fpn = second[0]
+    assert top_fpn == space.max_genome("fpn") and top_fpn != space.max_genome()
+    assert top_fpn.widths == (max(space.decoder_widths[0]),) and top_fpn.centre_bias
+    assert second[1] == space.min_genome("unet") and len(second) == 3
+    # one decoder type: nothing to alternate
+    unet_only = SearchSpace(NARROW_SPACE)
+    assert (sample_subnets(unet_only, 1, 3, 1, 1, None, alternate_types=True)
+            == sample_subnets(unet_only, 1, 3, 1, 1, None))
+    with pytest.raises(GenomeError, match="decoder type 'fpn' is not in"):
+        unet_only.max_genome("fpn")
+    with pytest.raises(ConfigError, match="alternate_types needs progressive: false"):
+        config_from_dict({"supernet": {"sandwich": "alternate_types", "progressive": True}})
