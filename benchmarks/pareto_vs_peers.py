@@ -1,12 +1,16 @@
 """Do the retrained Pareto models dominate the hand-designed peers? Measured side by side.
 
-Reads ``RUN/distill/results.csv``: test CC per architecture and arm (mean over seeds). Then
+Reads ``RUN/distill/results.csv``: test CC per architecture and arm (mean over seeds) of the
+Pareto models and the peers (the rank-fidelity sample, trained at a shorter budget, is left
+out). Then
 measures every architecture's batch-1 CPU latency in one interleaved run in the deployment
 runtime (``--backend``, default the run's ``search.latency.backend``; same machine, same
 thread count, each model at its own input resolution, median of ``--repeats`` passes), so
 latencies compare as ratios whatever the machine's drift. A Pareto model dominates a peer
 when its CC is at least the peer's and its latency at most the peer's, one of them strictly
-(compared within each arm: Self-KD with Self-KD, baseline with baseline). Prints JSON.
+(compared within each arm: Self-KD with Self-KD, baseline with baseline). For each peer and
+arm it also names the fastest Pareto model at least as accurate (its latency ratio to the
+peer's) and the most accurate Pareto model at most as slow (its CC margin). Prints JSON.
 
     python benchmarks/pareto_vs_peers.py --run runs/osie
 """
@@ -48,6 +52,9 @@ def main() -> None:
         backend = (load_config(config_file).search.latency.backend if config_file.is_file()
                    else "torch")
     results = pd.read_csv(distill_dir / RESULTS_CSV)
+    # Pareto models and peers share one recipe and budget; the rank-fidelity sample
+    # (distill.fidelity_epochs) does not, so it is left out of the comparison.
+    results = results[results[DISTILL.kind].isin([DISTILL.pareto_kind, DISTILL.peer_kind])]
 
     # One model file per architecture: latency depends on the architecture, not the weights.
     first = results.sort_values([DISTILL.seed, DISTILL.arm]).groupby(DISTILL.arch).first()
@@ -79,13 +86,30 @@ def main() -> None:
         lat_a, lat_b = table[a]["latency_ms"], table[b]["latency_ms"]
         return cc_a >= cc_b and lat_a <= lat_b and (cc_a > cc_b or lat_a < lat_b)
 
-    pareto = [a for a in archs if table[a]["kind"] == "pareto"]
+    pareto = [a for a in archs if table[a]["kind"] == DISTILL.pareto_kind]
     verdicts = {}
-    for peer in (a for a in archs if table[a]["kind"] != "pareto"):
+    for peer in (a for a in archs if table[a]["kind"] == DISTILL.peer_kind):
         for arm in table[peer]["test"]:
             winners = [p for p in pareto if arm in table[p]["test"] and dominates(p, peer, arm)]
             losers = [p for p in pareto if arm in table[p]["test"] and dominates(peer, p, arm)]
-            verdicts[f"{peer}/{arm}"] = {"dominated_by": winners, "dominates": losers}
+            same_arm = [p for p in pareto if arm in table[p]["test"]]
+            cc = {p: table[p]["test"][arm]["CC"] for p in same_arm}
+            peer_cc, peer_lat = table[peer]["test"][arm]["CC"], table[peer]["latency_ms"]
+            # The two questions a user asks of a hand design: how much faster can NAS match
+            # its accuracy, and how much more accurate is NAS at its speed?
+            matching = [p for p in same_arm if cc[p] >= peer_cc]
+            fastest = min(matching, key=lambda p: table[p]["latency_ms"], default=None)
+            in_time = [p for p in same_arm if table[p]["latency_ms"] <= peer_lat]
+            best = max(in_time, key=lambda p: cc[p], default=None)
+            verdicts[f"{peer}/{arm}"] = {
+                "dominated_by": winners, "dominates": losers,
+                "fastest_at_least_as_accurate": None if fastest is None else {
+                    "arch": fastest, "CC": cc[fastest],
+                    "latency_ratio": round(table[fastest]["latency_ms"] / peer_lat, 3)},
+                "most_accurate_at_most_as_slow": None if best is None else {
+                    "arch": best, "CC_minus_peer": round(cc[best] - peer_cc, 4),
+                    "latency_ratio": round(table[best]["latency_ms"] / peer_lat, 3)},
+            }
     print(json.dumps({
         "run": str(args.run), "backend": backend, "threads": args.threads,
         "repeats": args.repeats,
