@@ -45,9 +45,10 @@ e.g. ``configs/osie.yaml``'s with ``decoder_types: [unet, fpn]``:
 * the same encoder with the FPN decoder (laterals to 64, every skip, summed at stride 8 =
   depth 2, one ``conv3x3``, centre bias, 192x256): id ``3687fdc19b``, 3.03 M params,
   403 MFLOPs;
-* close to the CSNet-style peer's cost (0.10 M params, 53 MFLOPs at 192x256): Lite0's depths
-  and kernels at expand 3, FPN decoder at depth 3 (stride 4) with laterals to 32, every skip,
-  ``dwsep3x3``, centre bias, at 96x128: id ``5f8c3d31ca``, 1.50 M params, 51.6 MFLOPs.
+* close to the CSNet-style peer's cost (0.10 M params, 53 MFLOPs at 192x256): stage depths
+  1/1/1/1/2/2/1 at kernel 3 and expand 3, FPN decoder at depth 3 (stride 4) with laterals to
+  32, every skip, ``dwsep3x3``, centre bias, at 120x160 (the OSIE space's smallest input): id
+  ``8c83de1807``, 0.81 M params, 50.2 MFLOPs.
 
 Genomes are encoded as flat integer vectors: gene ``i`` is an index into ``space.genes[i].choices``
 (lower bound 0, upper bound ``len(choices) - 1``). Genes with a single choice are fixed and are

@@ -453,7 +453,7 @@ def test_fpn_parts_export_and_latency_keys(fpn_net: Supernet) -> None:
 REFERENCES = {  # name: (id, params, MFLOPs)
     "plain reference (U-Net)": ("914c5a6a58", 3.004e6, 410.0),
     "Lite0 + FPN": ("3687fdc19b", 3.028e6, 402.9),
-    "CSNet-like cost": ("5f8c3d31ca", 1.501e6, 51.6),
+    "CSNet-like cost": ("8c83de1807", 0.8136e6, 50.16),
 }
 
 
@@ -466,9 +466,12 @@ def test_reference_genomes_are_points_of_the_osie_space() -> None:
                                     "ops": ["dwsep3x3"] * 4, "widths": [64, 48, 32, 16]},
         "Lite0 + FPN": {"resolution": [192, 256], "skips": [True] * 2, "ops": ["conv3x3"],
                         "widths": [64], "decoder_type": "fpn"},
-        "CSNet-like cost": {"resolution": [96, 128], "skips": [True] * 3, "ops": ["dwsep3x3"],
+        # 120x160, the space's smallest input; shallow stages at kernel 3, expand 3
+        "CSNet-like cost": {"resolution": [120, 160], "skips": [True] * 3, "ops": ["dwsep3x3"],
                             "widths": [32], "decoder_type": "fpn",
-                            "expands": [[1]] + [[3] * len(k) for k in lite["kernels"][1:]]},
+                            "depths": [1, 1, 1, 1, 2, 2, 1],
+                            "kernels": [[3] * d for d in (1, 1, 1, 1, 2, 2, 1)],
+                            "expands": [[1]] + [[3] * d for d in (1, 1, 1, 2, 2, 1)]},
     }
     net = Supernet(space, pretrained=False)
     for name, fields in genomes.items():
