@@ -8,7 +8,10 @@ on the test split at the original image size (MIT protocol); params and FLOPs ar
 fvcore; latency is batch 1 in ``--backend`` (default onnxruntime), 1 thread, interleaved,
 median of ``--repeats`` passes. Prints JSON.
 
-    python benchmarks/csnet_peers.py --config configs/osie.yaml [--epochs 10] [--dwd 0.01]
+    python benchmarks/csnet_peers.py --config configs/osie.yaml [--epochs 10] [--dwd 30 100]
+
+Several ``--dwd`` strengths train one pruned peer each (``csnet-dwd-<strength>``) beside the
+one fixed peer, all timed in the same interleaved loop.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=None,
                         help="a supernet run directory whose split.json is reused")
     parser.add_argument("--epochs", type=int, default=None, help="default: distill.epochs")
-    parser.add_argument("--dwd", type=float, default=None, help="default: distill.csnet_dwd")
+    parser.add_argument("--dwd", type=float, nargs="+", default=None,
+                        help="one or more strengths (default: distill.csnet_dwd)")
     parser.add_argument("--prune", type=float, default=None,
                         help="default: distill.csnet_prune")
     parser.add_argument("--threads", type=int, default=2)
@@ -48,15 +52,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
     cfg = config.distill.model_copy(update={
-        k: v for k, v in (("epochs", args.epochs), ("csnet_dwd", args.dwd),
-                          ("csnet_prune", args.prune)) if v is not None})
+        k: v for k, v in (("epochs", args.epochs), ("csnet_prune", args.prune)) if v is not None})
+    strengths = args.dwd or [cfg.csnet_dwd]
+    if any(s <= 0 for s in strengths):
+        parser.error(f"--dwd {strengths}: every strength must be > 0")
     resolution = tuple(config.data.resolution)
     data = load_training_data(config, args.run, progress=False)
     source = open_source(config.data.spec)
     targets = load_targets(source, data.split["test"], config.data.sigma_px, progress=False)
     bias = centre_bias_map(source, data.split["train"], config.data.sigma_px, progress=False)
     models, rows = {}, {}
-    for name, strength in (("csnet", 0.0), ("csnet-dwd", cfg.csnet_dwd)):
+    arms = [("csnet", 0.0)] + [
+        ("csnet-dwd" if len(strengths) == 1 else f"csnet-dwd-{s:g}", s) for s in strengths]
+    for name, strength in arms:
         torch.manual_seed(config.seed)
         start = time.perf_counter()
         result = train_standalone(
@@ -72,7 +80,7 @@ def main() -> None:
         models[name] = net
         rows[name] = {"params": params, "params_before_pruning": unpruned, "flops": flops,
                       "train_seconds": round(time.perf_counter() - start, 1),
-                      "best_epoch": result.best_epoch,
+                      "best_epoch": result.best_epoch, "csnet_dwd": strength,
                       "splits": net.config["splits"] if strength else None,  # type: ignore
                       "test": summarise(score_maps(maps, targets, bias))}
     benches = [compile_for_timing(m, resolution, args.backend, 1)  # type: ignore[arg-type]
@@ -83,7 +91,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "CSNet-style peer: fixed channels vs dynamic weight decay + pruning",
         "data": config.data.spec, "resolution": list(resolution), "n_test": len(targets),
-        "epochs": cfg.epochs, "csnet_dwd": cfg.csnet_dwd, "csnet_prune": cfg.csnet_prune,
+        "epochs": cfg.epochs, "csnet_dwd": strengths, "csnet_prune": cfg.csnet_prune,
         "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": config.seed,
         "backend": args.backend, "threads_train": args.threads, "threads_latency": 1,
         "models": rows,

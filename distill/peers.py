@@ -260,10 +260,15 @@ class DynamicWeightDecay:
     follows its feature, ``w <- w - lr * (grad f(w) + lambda_d * S(x) * w)``, with ``S`` the
     global average pooling of the feature the weight produces. Here ``w`` is the BatchNorm
     scale (gamma) after each scale branch's depthwise conv and ``S(x)`` the batch mean of
-    ``|x|`` over the branch's output channel, measured in the forward pass; the term is added
-    to gamma's gradient after the backward pass (:meth:`apply`), before the optimiser step.
-    Channels that carry little signal decay towards zero and :func:`prune_csnet` removes them,
-    so each scale learns its own number of channels.
+    ``|x|`` over the branch's output channel, measured in the forward pass.
+
+    The decay term is decoupled from the optimiser's own step, as AdamW decouples L2 decay
+    (Loshchilov and Hutter, ICLR 2019): :meth:`apply` runs after the step and subtracts
+    ``lr * lambda_d * S(x) * w`` with the lr of the weight's parameter group. Added to the
+    gradient instead, Adam's per-weight normalisation would rescale it away (with AdamW at
+    lr 1e-3, lambda_d 1e-2 left every channel of the OSIE peer above 5% of the largest after
+    4 epochs). Channels that carry little signal decay towards zero and :func:`prune_csnet`
+    removes them, so each scale learns its own number of channels.
     """
 
     def __init__(self, model: nn.Module, strength: float) -> None:
@@ -278,11 +283,14 @@ class DynamicWeightDecay:
             self.features[module] = output.detach().abs().mean((0, 2, 3))  # type: ignore[index]
 
     @torch.no_grad()
-    def apply(self) -> None:
-        """Add ``strength * S(x) * gamma`` to each branch gamma's gradient."""
+    def apply(self, optimiser: torch.optim.Optimizer) -> None:
+        """Shrink each branch gamma by ``lr * strength * S(x) * gamma`` (after the step); a
+        factor ``1 - lr * strength * S(x)`` below 0 stops at 0 rather than flipping the sign."""
+        lrs = {id(p): float(g["lr"]) for g in optimiser.param_groups for p in g["params"]}
         for bn, feature in self.features.items():
-            if bn.weight.grad is not None:
-                bn.weight.grad.add_(self.strength * feature * bn.weight)
+            lr = lrs.get(id(bn.weight))
+            if lr is not None:
+                bn.weight.mul_((1.0 - lr * self.strength * feature).clamp_min(0.0))
         self.features.clear()
 
     def remove(self) -> None:

@@ -281,7 +281,9 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
         archs.append(("peer-csnet", "peer", None, {}))
         if cfg.csnet_dwd > 0:
             archs.append((CSNET_DWD_PEER, "peer", None, {}))
-    return [Unit(a, kind, g, seed, extra) for a, kind, g, extra in archs for seed in cfg.seeds]
+    arms = ARMS if cfg.selfkd else (DISTILL.baseline,)
+    return [Unit(a, kind, g, seed, extra, arms) for a, kind, g, extra in archs
+            for seed in cfg.seeds]
 
 
 def _fidelity_units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace,
@@ -355,7 +357,7 @@ class DistillRun:
         from salnas.supernet.runtime import resolve_device
 
         self.cfg = cfg = config.distill
-        if cfg.epochs == 1:
+        if cfg.epochs == 1 and cfg.selfkd:
             warnings.warn("distill.epochs is 1: the Self-KD teacher exists only after a first "
                           "improving epoch, so the selfkd and baseline arms are identical by "
                           "construction; use distill.epochs >= 2 to compare them", stacklevel=2)
@@ -475,7 +477,8 @@ class DistillRun:
             "fidelity_sample": [str(self.front["id"].iloc[i]) for i in self.fidelity_rows],
             "seeds": self.cfg.seeds,
             "peers": self.cfg.peers,
-            "arms": list(ARMS) + ([DISTILL.teacher] if self.teacher_kind != "self" else []),
+            "arms": list(ARMS if self.cfg.selfkd else (DISTILL.baseline,))
+            + ([DISTILL.teacher] if self.teacher_kind != "self" else []),
             "teacher": self.cfg.teacher,
             "fingerprint": self.fingerprint,
             **extra,

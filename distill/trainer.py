@@ -139,9 +139,9 @@ class Teacher(Protocol):
 
 
 class Regulariser(Protocol):
-    """A training-time term added to the gradients after each backward pass."""
+    """A training-time term applied to the weights after each optimiser step."""
 
-    def apply(self) -> None: ...
+    def apply(self, optimiser: torch.optim.Optimizer) -> None: ...
 
     def remove(self) -> None: ...
 
@@ -155,7 +155,7 @@ class Learner:
     train: SaliencyDataset
     teacher: Teacher | None
     holdout: SaliencyDataset | None = None  # K-fold students only
-    after_backward: Callable[[], None] | None = None  # e.g. dynamic weight decay
+    after_step: Callable[[torch.optim.Optimizer], None] | None = None  # e.g. dynamic decay
 
 
 @dataclass
@@ -207,11 +207,11 @@ def train_step(
                               learner.optimiser.param_groups[0]["lr"], str(e),
                               first_step=not learner.optimiser.state) from None
     loss.backward()
-    if learner.after_backward is not None:
-        learner.after_backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(learner.model.parameters(), grad_clip)
     learner.optimiser.step()
+    if learner.after_step is not None:
+        learner.after_step(learner.optimiser)
     return float(loss.detach())
 
 
@@ -279,7 +279,7 @@ def train_standalone(
     # Regularisers hook into the students only once every copy (fold students, teachers) exists.
     regularisers = [regulariser(lrn.model) for lrn in learners] if regulariser else []
     for lrn, reg in zip(learners, regularisers, strict=False):
-        lrn.after_backward = reg.apply
+        lrn.after_step = reg.apply
     loss_fn = SaliencyLoss(cfg.loss)
     metric = cfg.monitor
     best, best_cv, best_epoch = math.nan, math.nan, 0

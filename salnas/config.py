@@ -292,6 +292,10 @@ class DistillConfig(Section):
         "csnet_dwd > 0)",
     )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    selfkd: bool = Field(
+        True, description="train the Self-KD arm beside the baseline; false: the baseline "
+        "(and the teacher arm, when distill.teacher names one) only",
+    )
     init: Literal["inherited", "imagenet", "scratch"] = Field(
         "inherited", description="supernet weights | ImageNet encoder only | random"
     )

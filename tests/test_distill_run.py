@@ -329,3 +329,21 @@ def test_rank_fidelity_statistics():
     assert rank_fidelity(noise, n_resamples=999)["p_value"] > 0.01
     tiny = rank_fidelity(frame.head(2))
     assert tiny["n"] == 2 and tiny["kendall_tau"] is None and tiny["p_value"] is None
+
+
+def test_selfkd_false_trains_the_baseline_and_teacher_arms_only(search_dir, tmp_path,
+                                                                 monkeypatch):
+    a = ids(search_dir)[1]
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls))
+    out = tmp_path / "distill"
+    results = stage.run_distill(config(select="ids", ids=[a], selfkd=False), search_dir, out,
+                                progress=False)
+    assert calls == [(a, "baseline")] and list(results["arm"]) == ["baseline"]
+    assert json.loads((out / "distill.json").read_text())["arms"] == ["baseline"]
+    space = SearchSpace(SPACE)
+    pareto = pd.DataFrame({"id": [space.min_genome().id],
+                           "genome": [space.min_genome().to_json()]})
+    units = stage._units(pareto, [0], space, config(select="all", selfkd=False,
+                                                    peers=["csnet"]).distill, Path("p.csv"))
+    assert {u.arms for u in units} == {("baseline",)}

@@ -436,6 +436,17 @@ def test_report_tolerates_broken_and_renamed_files(tmp_path: Path) -> None:
     assert "no retrained" not in text and page.n_figures >= 5  # the other metrics still plot
 
 
+def test_report_of_a_baseline_only_distill_run(tmp_path: Path) -> None:
+    # distill.selfkd false and no teacher: results.csv holds the baseline arm alone
+    run_dir = make_fake_run(tmp_path, models=False)
+    results = pd.read_csv(run_dir / "distill" / "results.csv")
+    results[results["arm"] == "baseline"].to_csv(run_dir / "distill" / "results.csv",
+                                                 index=False)
+    page = build_report(load_run(run_dir), tmp_path / "r.html")
+    assert page.problems == [], page.problems
+    assert page.n_figures >= 5
+
+
 def test_saliency_gallery_skips_without_models_or_data(tmp_path: Path) -> None:
     run_dir = make_fake_run(tmp_path, models=False)
     assert "no distilled Pareto model file" in gallery_html(load_run(run_dir))
