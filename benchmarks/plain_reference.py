@@ -8,6 +8,8 @@ size) on the run's split, then scored on the test split at the original image si
 MIT protocol. Prints JSON.
 
     python benchmarks/plain_reference.py --config configs/osie.yaml --run runs/osie/supernet
+
+``--resolution 120 160`` trains the same design at a smaller input (its genome at that size).
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ def main() -> None:
                         help="training seed (default: the config's); the split stays the run's")
     parser.add_argument("--no-centre-bias", dest="centre_bias", action="store_false",
                         help="leave out the learned centre-bias prior channels")
+    parser.add_argument("--resolution", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="input size (default: data.resolution)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
     seed = config.seed if args.seed is None else args.seed
-    resolution = tuple(config.data.resolution)
+    resolution = tuple(args.resolution or config.data.resolution)
     space = SearchSpace({**config.supernet.space, "resolutions": [list(resolution)]})
     genome = dataclasses.replace(fpn_genome(space), centre_bias=args.centre_bias)
     torch.manual_seed(seed)  # the decoder's initialisation

@@ -343,8 +343,9 @@ class DistillConfig(Section):
         1.0, gt=0, description="softens the teacher's density: softmax(logits / T)"
     )
     csnet_dwd: float = Field(
-        1e-2, ge=0, description="peers: also train the CSNet-style peer with dynamic weight "
-        "decay of this strength and prune it (peer-csnet-dwd); 0: off",
+        100.0, ge=0, description="peers: also train the CSNet-style peer with dynamic weight "
+        "decay of this strength (decoupled: a step shrinks gamma by lr * strength * S) and "
+        "prune it (peer-csnet-dwd); 0: off",
     )
     csnet_prune: float = Field(
         0.05, gt=0, lt=1, description="prune CSNet branch channels whose |BN gamma| is below "

@@ -41,7 +41,7 @@ from salnas.search.stage import SearchStage
 from salnas.stage import StageRunner
 from salnas.supernet.stage import SupernetStage
 
-__all__ = ["STAGES", "run_pipeline", "stage_runners"]
+__all__ = ["STAGES", "check_finished_stages", "run_pipeline", "stage_runners"]
 
 STAGES = ("supernet", "baselines", "search", "distill", "report")
 
@@ -67,6 +67,23 @@ def stage_runners(config: Config, layout: RunLayout, progress: bool = True) -> l
             (SupernetStage, BaselinesStage, SearchStage, DistillStage, ReportStage)]
 
 
+def check_finished_stages(saved: Config, current: Config, layout: RunLayout,
+                          stages: dict[str, Any]) -> None:
+    """Refuse ``current`` when it changes a setting a finished stage depends on.
+
+    Settings of stages that have not finished may change, so a run stopped with ``--until
+    search`` can go on with another ``distill`` section; a stage that started keeps its own
+    check. Compared as resolved configs, so a setting added (with its default) by a newer
+    salnas does not block resuming a run started before it.
+    """
+    pairs = zip(stage_runners(saved, layout, False), stage_runners(current, layout, False),
+                strict=True)
+    for old, new in pairs:
+        if Status.of(stages.get(new.name)) is Status.DONE:
+            check_fingerprint(layout.root, old.fingerprint(), new.fingerprint(),
+                              what=f"a finished {new.name} stage")
+
+
 def run_pipeline(
     config: Config, run_dir: Path, progress: bool = True, log: Callable[[str], None] = print,
     until: str | None = None,
@@ -81,14 +98,11 @@ def run_pipeline(
     layout.root.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(layout.root, min_age_s=0)  # orphans of a kill mid-write (one writer)
     log = file_log(layout.root / RUN_LOG, log)
-    # Compared as resolved configs, so a setting added (with its default) by a newer salnas
-    # does not block resuming a run started before it.
-    if layout.config.is_file():
-        check_fingerprint(layout.root, load_config(layout.config).model_dump(mode="json"),
-                          config.model_dump(mode="json"), what="a run")
-    write_text_atomic(layout.config, dump_config(config))
     record = read_json(layout.run_json)
     stages: dict[str, Any] = record.get("stages", {}) if isinstance(record, dict) else {}
+    if layout.config.is_file():
+        check_finished_stages(load_config(layout.config), config, layout, stages)
+    write_text_atomic(layout.config, dump_config(config))
 
     def save(status: Status) -> None:
         write_json_atomic(layout.run_json, {

@@ -139,8 +139,10 @@ def selection_score(row: dict[str, Any]) -> float:
 
 
 def resume_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
-    """What must not change for a supernet run to be resumed: everything but the epochs."""
-    return {**config, "supernet": {**config["supernet"], "epochs": None}}
+    """What must not change for a supernet run to be resumed: the seed, the data and the
+    supernet sections but the epochs (the search and distill sections never reach it)."""
+    return {"seed": config.get("seed"), "data": config.get("data"),
+            "supernet": {**config["supernet"], "epochs": None}}
 
 
 # ---------------------------------------------------------------- one run's state

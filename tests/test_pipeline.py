@@ -76,3 +76,31 @@ def test_run_all_stages_then_resume_skips_them(tmp_path):
     other.write_text(yaml.safe_dump({**TINY_RUN, "seed": 2}))
     refused = runner.invoke(app, ["run", "--config", str(other), "--out", str(run_dir)])
     assert refused.exit_code != 0 and "another config" in str(refused.exception)
+
+
+def test_a_stage_not_yet_finished_may_take_new_settings(tmp_path):
+    """After `--until search`, the distill section may change; the settings of a finished
+    stage may not (the error names the stage and the setting)."""
+    from salnas.config import config_from_dict
+    from salnas.errors import SalnasError
+    from salnas.layout import RunLayout
+    from salnas.pipeline import check_finished_stages
+
+    layout = RunLayout(tmp_path)
+    saved = config_from_dict(TINY_RUN)
+    done = {name: {"status": "done"} for name in ("supernet", "baselines", "search")}
+    new_distill = config_from_dict({**TINY_RUN, "distill": {**TINY_RUN["distill"],
+                                                            "select": "all", "selfkd": False}})
+    check_finished_stages(saved, new_distill, layout, done)  # distill has not run: accepted
+    more_epochs = config_from_dict({**TINY_RUN, "supernet": {**TINY_RUN["supernet"],
+                                                             "epochs": 3}})
+    check_finished_stages(saved, more_epochs, layout, done)  # epochs may grow (resume)
+    with pytest.raises(SalnasError, match=r"finished search stage .*search\.population"):
+        check_finished_stages(saved, config_from_dict(
+            {**TINY_RUN, "search": {**TINY_RUN["search"], "population": 6}}), layout, done)
+    with pytest.raises(SalnasError, match=r"finished supernet stage .*supernet\.lr"):
+        check_finished_stages(saved, config_from_dict(
+            {**TINY_RUN, "supernet": {**TINY_RUN["supernet"], "lr": 0.5}}), layout, done)
+    # once distill is done its section is fixed too
+    with pytest.raises(SalnasError, match="finished distill stage"):
+        check_finished_stages(saved, new_distill, layout, {**done, "distill": {"status": "done"}})
