@@ -46,6 +46,7 @@ from salnas.config import load_config  # noqa: E402
 from salnas.datasets.training import load_training_data  # noqa: E402
 from salnas.search.archive import Archive  # noqa: E402
 from salnas.search.engines import ENGINES, RunContext, make_engine  # noqa: E402
+from salnas.search.engines.base import anchor_genomes  # noqa: E402
 from salnas.search.hypervolume import hypervolume  # noqa: E402
 from salnas.search.oracle import FitnessOracle  # noqa: E402
 from salnas.search.problem import Objectives, SearchProblem  # noqa: E402
@@ -185,8 +186,10 @@ def main() -> None:
     if "random" in runs:
         for r in runs.values():
             r["ratio_to_random"] = r["mean"] / runs["random"]["mean"]
-    anchor_records = [memo[g.id] for g in (oracle.space.max_genome(), oracle.space.min_genome())
-                      if g.id in memo]
+    anchored_cfg = config.search.model_copy(update={"anchors": True})
+    anchors = anchor_genomes(oracle.space, RunContext(anchored_cfg, config.seed,
+                                                      params=oracle.params, costs=oracle.costs))
+    anchor_records = [memo[g.id] for g in anchors if g.id in memo]
     anchors_hv = hypervolume(anchor_records, objectives) if anchor_records else None
     gains: dict[str, Any] = {"anchors_hypervolume": anchors_hv}
     if anchors_hv is not None:

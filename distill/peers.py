@@ -268,7 +268,9 @@ class DynamicWeightDecay:
     gradient instead, Adam's per-weight normalisation would rescale it away (with AdamW at
     lr 1e-3, lambda_d 1e-2 left every channel of the OSIE peer above 5% of the largest after
     4 epochs). Channels that carry little signal decay towards zero and :func:`prune_csnet`
-    removes them, so each scale learns its own number of channels.
+    removes them, so each scale learns its own number of channels. Measured on OSIE
+    (2026-12-04, 4 epochs, strengths 10 to 300): decoupled, the decay still pruned nothing,
+    since Adam restores every gamma by about lr per step (README, OSIE end to end).
     """
 
     def __init__(self, model: nn.Module, strength: float) -> None:

@@ -93,6 +93,7 @@ __all__ = [
     "run_distill",
     "select_architectures",
     "select_crowding",
+    "student_arms",
 ]
 
 FPN_PEER = "peer-fpn"
@@ -281,9 +282,14 @@ def _units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace, cfg: Di
         archs.append(("peer-csnet", "peer", None, {}))
         if cfg.csnet_dwd > 0:
             archs.append((CSNET_DWD_PEER, "peer", None, {}))
-    arms = ARMS if cfg.selfkd else (DISTILL.baseline,)
-    return [Unit(a, kind, g, seed, extra, arms) for a, kind, g, extra in archs
+    return [Unit(a, kind, g, seed, extra, student_arms(cfg)) for a, kind, g, extra in archs
             for seed in cfg.seeds]
+
+
+def student_arms(cfg: DistillConfig) -> tuple[str, ...]:
+    """The arms every selected architecture trains before any teacher arm: Self-KD and the
+    baseline, or the baseline alone with ``distill.selfkd: false``."""
+    return ARMS if cfg.selfkd else (DISTILL.baseline,)
 
 
 def _fidelity_units(front: pd.DataFrame, rows: Sequence[int], space: SearchSpace,
@@ -477,7 +483,7 @@ class DistillRun:
             "fidelity_sample": [str(self.front["id"].iloc[i]) for i in self.fidelity_rows],
             "seeds": self.cfg.seeds,
             "peers": self.cfg.peers,
-            "arms": list(ARMS if self.cfg.selfkd else (DISTILL.baseline,))
+            "arms": list(student_arms(self.cfg))
             + ([DISTILL.teacher] if self.teacher_kind != "self" else []),
             "teacher": self.cfg.teacher,
             "fingerprint": self.fingerprint,
