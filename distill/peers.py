@@ -256,49 +256,70 @@ class DynamicWeightDecay:
     """CSNet's dynamic weight decay on the per-scale channels of every multi-scale block.
 
     Gao et al., "Highly Efficient Salient Object Detection with 100K Parameters", ECCV 2020,
-    Sec. 3.3: instead of decaying every weight by one constant, the decay of a channel's weight
-    follows its feature, ``w <- w - lr * (grad f(w) + lambda_d * S(x) * w)``, with ``S`` the
-    global average pooling of the feature the weight produces. Here ``w`` is the BatchNorm
-    scale (gamma) after each scale branch's depthwise conv and ``S(x)`` the batch mean of
-    ``|x|`` over the branch's output channel, measured in the forward pass.
+    Sec. 3.3: the decay of a channel's weight follows its feature,
+    ``w <- w - lr * (grad f(w) + lambda_d * S(x) * w)``, with ``S`` the global average pooling
+    of the feature the weight produces. The rule implemented is the one of the authors'
+    training code (SOD100K, ``CSNet_training``: the forward hook on each gOctConv's BatchNorms
+    and the ``Adam_dynamic_weight_decay`` solver):
 
-    The decay term is decoupled from the optimiser's own step, as AdamW decouples L2 decay
-    (Loshchilov and Hutter, ICLR 2019): :meth:`apply` runs after the step and subtracts
-    ``lr * lambda_d * S(x) * w`` with the lr of the weight's parameter group. Added to the
-    gradient instead, Adam's per-weight normalisation would rescale it away (with AdamW at
-    lr 1e-3, lambda_d 1e-2 left every channel of the OSIE peer above 5% of the largest after
-    4 epochs). Channels that carry little signal decay towards zero and :func:`prune_csnet`
-    removes them, so each scale learns its own number of channels. Measured on OSIE
-    (2026-12-04, 4 epochs, strengths 10 to 300): decoupled, the decay still pruned nothing,
-    since Adam restores every gamma by about lr per step (README, OSIE end to end).
+    * ``w`` is the BatchNorm scale (gamma) after each scale branch's depthwise conv;
+    * the loss gains ``strength * sum_c 0.5 * S_c * gamma_c ** 2``, with ``S_c`` the batch mean
+      of ``|GAP(x)_c|`` over the branch's output (conv, BN, ReLU), detached, so its gradient
+      is ``strength * S_c * gamma_c``, the paper's term (:meth:`penalty`);
+    * Adam steps the gammas in a parameter group of their own without weight decay.
+
+    The authors train 300 epochs at lr 1e-4 with ``strength`` 3 (their penalty is summed over
+    every channel, as here); a distill budget is a few epochs, so the gammas' group learns at
+    ``lr_scale`` times the rate of the group they came from, enough for Adam to carry an
+    unneeded gamma from 1 to 0 within the budget. Channels that carry little signal decay
+    towards zero and :func:`prune_csnet` removes them, so each scale learns its own number of
+    channels. (A decay decoupled from the step, AdamW-style, pruned nothing on OSIE: it shrinks
+    every gamma in proportion, and the relative pruning threshold keeps them all; README.)
     """
 
-    def __init__(self, model: nn.Module, strength: float) -> None:
+    def __init__(self, model: nn.Module, strength: float, optimiser: torch.optim.Optimizer,
+                 lr_scale: float = 1.0) -> None:
         if not isinstance(model, CSNet):
             raise TypeError(f"dynamic weight decay needs a CSNet, not {type(model).__name__}")
+        if optimiser.state:
+            raise ValueError("dynamic weight decay: regroup the optimiser before its first step")
         self.model, self.strength = model, float(strength)
-        self.features: dict[nn.BatchNorm2d, Tensor] = {}
-        self.handles = [bn.register_forward_hook(self._record) for bn in branch_norms(model)]
+        self.terms: dict[nn.Module, Tensor] = {}
+        branches = [branch for block in model.blocks() for branch in block.branches]
+        self.scales = {branch: _bn(branch).weight for branch in branches}
+        self.handles = [branch.register_forward_hook(self._record) for branch in branches]
+        self._regroup(optimiser, list(self.scales.values()), lr_scale)
 
-    def _record(self, module: nn.Module, _inputs: Any, output: Tensor) -> None:
-        if module.training:
-            self.features[module] = output.detach().abs().mean((0, 2, 3))  # type: ignore[index]
+    @staticmethod
+    def _regroup(optimiser: torch.optim.Optimizer, gammas: list[nn.Parameter],
+                 lr_scale: float) -> None:
+        ids = {id(p) for p in gammas}
+        source = next(g for g in optimiser.param_groups if any(id(p) in ids for p in g["params"]))
+        for group in optimiser.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+        scale = float(source.get("lr_scale", 1.0)) * lr_scale
+        optimiser.add_param_group({"params": list(gammas), "lr": source["lr"] * lr_scale,
+                                   "lr_scale": scale, "weight_decay": 0.0})
 
-    @torch.no_grad()
-    def apply(self, optimiser: torch.optim.Optimizer) -> None:
-        """Shrink each branch gamma by ``lr * strength * S(x) * gamma`` (after the step); a
-        factor ``1 - lr * strength * S(x)`` below 0 stops at 0 rather than flipping the sign."""
-        lrs = {id(p): float(g["lr"]) for g in optimiser.param_groups for p in g["params"]}
-        for bn, feature in self.features.items():
-            lr = lrs.get(id(bn.weight))
-            if lr is not None:
-                bn.weight.mul_((1.0 - lr * self.strength * feature).clamp_min(0.0))
-        self.features.clear()
+    def _record(self, branch: nn.Module, _inputs: Any, output: Tensor) -> None:
+        if branch.training and torch.is_grad_enabled():
+            feature = output.detach().mean((2, 3)).abs().mean(0)  # S_c: batch mean |GAP|
+            self.terms[branch] = (feature * self.scales[branch].pow(2)).sum()
+
+    def penalty(self) -> Tensor:
+        """The decay term of the last training forward (0 when there was none); call it
+        once per step, before ``backward``."""
+        if not self.terms:
+            return torch.zeros(())
+        out = 0.5 * self.strength * torch.stack(list(self.terms.values())).sum()
+        self.terms.clear()
+        return out
 
     def remove(self) -> None:
         """Detach the hooks (the model trains plainly again)."""
         for handle in self.handles:
             handle.remove()
+        self.terms.clear()
 
 
 def branch_norms(model: CSNet) -> list[nn.BatchNorm2d]:

@@ -81,7 +81,8 @@ from .export import (
     onnx_available,
 )
 from .fidelity import FIDELITY_KIND, rank_fidelity
-from .peers import CSNet, DynamicWeightDecay, fpn_genome, prune_csnet, save_peer
+from .peers import CSNet, fpn_genome, save_peer
+from .pruning import train_pruned_csnet
 from .teacher import CachedTeacher, parse_teacher
 from .trainer import train_standalone
 
@@ -189,7 +190,7 @@ def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
                          search_json: dict[str, Any] | None = None,
                          source: str = PARETO_CSV,
                          exclude: Collection[str] = ()) -> list[int]:
-    """Row indices of ``front`` that ``cfg.select`` (all | crowding:K | ids) chooses.
+    """Row indices of ``front`` that ``cfg.select`` (all | crowding:K | ids | none) chooses.
 
     ``all`` and ``crowding:K`` choose among the rows whose id is not in ``exclude`` (the
     genomes the peers train anyway); ``ids`` takes the named rows as they are.
@@ -197,6 +198,8 @@ def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
     eligible = [i for i, v in enumerate(front["id"]) if str(v) not in set(exclude)]
     if cfg.select == "all":
         return eligible
+    if cfg.select == "none":  # the peers (and a rank-fidelity sample) only
+        return []
     if cfg.select == "ids":
         if not cfg.ids:
             raise ConfigError("distill.select is 'ids' but no ids are given (distill.ids or "
@@ -389,6 +392,9 @@ class DistillRun:
         self.units += _fidelity_units(self.front, self.fidelity_rows, self.space, cfg,
                                       self.search_dir / PARETO_CSV,
                                       self.search_json.get("objectives") or ())
+        if not self.units:
+            raise ConfigError("distill.select none with no peers and no fidelity sample: "
+                              "nothing to train; set distill.peers or distill.select")
         data = sn_config.data
         if data_spec is not None:
             data = data.model_copy(update={"spec": data_spec})
@@ -541,18 +547,22 @@ class DistillRun:
         model, res, pretrained = self._initial_model(unit, unit.seed)
         teacher = self.teacher_for(res) if arm == DISTILL.teacher else None  # type: ignore
         train_cfg = cfg if unit.epochs is None else cfg.model_copy(update={"epochs": unit.epochs})
-        dwd = unit.arch == CSNET_DWD_PEER
+        desc = f"{unit.arch} {arm} seed {unit.seed}"
         with track_energy(cfg.country_iso_code, cfg.track_energy) as energy:
-            result = train_standalone(
-                model, res, self.data, train_cfg, seed=unit.seed, kd=kd, pretrained=pretrained,
-                device=self.device, progress=self.progress,
-                desc=f"{unit.arch} {arm} seed {unit.seed}",
-                regulariser=(lambda m: DynamicWeightDecay(m, cfg.csnet_dwd)) if dwd else None,
-                teacher=teacher)
-        net = result.model.cpu().eval()
-        unpruned_params = sum(p.numel() for p in net.parameters())
-        if dwd:
-            net = prune_csnet(net, cfg.csnet_prune).eval()  # type: ignore[arg-type]
+            if unit.arch == CSNET_DWD_PEER:  # decay, prune, fine-tune
+                pruned = train_pruned_csnet(
+                    model, res, self.data, train_cfg, seed=unit.seed, kd=kd,  # type: ignore
+                    teacher=teacher, device=self.device, progress=self.progress, desc=desc)
+                result = pruned.result
+                net: nn.Module = pruned.model
+                unpruned_params = pruned.params_unpruned
+            else:
+                result = train_standalone(
+                    model, res, self.data, train_cfg, seed=unit.seed, kd=kd,
+                    pretrained=pretrained, device=self.device, progress=self.progress,
+                    desc=desc, teacher=teacher)
+                net = result.model.cpu().eval()
+                unpruned_params = sum(p.numel() for p in net.parameters())
         meta = {"arch": unit.arch, "arm": arm, "seed": unit.seed, "kd": kd}
         # Exports carry what `salnas predict` needs without the .pt: the data settings
         # (split seed and sizes) and the genome.
@@ -575,8 +585,7 @@ class DistillRun:
         params, flops = count_params_flops(net, res)
         latency = _latency_ms(net, res, cfg, self.config.search.latency.backend)
         scores = self.test_metrics(net, res)
-        history = pd.DataFrame(result.history)
-        _write_csv(arm_dir / TRAIN_LOG_CSV, history)
+        _write_csv(arm_dir / TRAIN_LOG_CSV, pd.DataFrame(result.history))
         alpha_end = cfg.alpha_schedule[1] if cfg.alpha_schedule else cfg.alpha
         row: dict[str, Any] = {
             "arch": unit.arch,

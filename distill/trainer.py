@@ -139,9 +139,10 @@ class Teacher(Protocol):
 
 
 class Regulariser(Protocol):
-    """A training-time term applied to the weights after each optimiser step."""
+    """A training-time term added to each step's loss (built once per student, with its
+    optimiser, before the first step)."""
 
-    def apply(self, optimiser: torch.optim.Optimizer) -> None: ...
+    def penalty(self) -> torch.Tensor: ...
 
     def remove(self) -> None: ...
 
@@ -155,7 +156,7 @@ class Learner:
     train: SaliencyDataset
     teacher: Teacher | None
     holdout: SaliencyDataset | None = None  # K-fold students only
-    after_step: Callable[[torch.optim.Optimizer], None] | None = None  # e.g. dynamic decay
+    penalty: Callable[[], torch.Tensor] | None = None  # e.g. dynamic weight decay
 
 
 @dataclass
@@ -206,12 +207,13 @@ def train_step(
         raise non_finite_loss(learner.model, "distill training step", "distill",
                               learner.optimiser.param_groups[0]["lr"], str(e),
                               first_step=not learner.optimiser.state) from None
-    loss.backward()
+    if learner.penalty is not None:
+        (loss + learner.penalty()).backward()  # the logged loss stays the task's
+    else:
+        loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(learner.model.parameters(), grad_clip)
     learner.optimiser.step()
-    if learner.after_step is not None:
-        learner.after_step(learner.optimiser)
     return float(loss.detach())
 
 
@@ -227,7 +229,7 @@ def train_standalone(
     device: torch.device | None = None,
     progress: bool = True,
     desc: str = "train",
-    regulariser: Callable[[nn.Module], Regulariser] | None = None,
+    regulariser: Callable[[nn.Module, torch.optim.Optimizer], Regulariser] | None = None,
     teacher: Teacher | None = None,
 ) -> TrainResult:
     """Train ``model`` (modified in place) for ``cfg.epochs``; Self-KD when ``kd``, KD from
@@ -277,9 +279,10 @@ def train_standalone(
             rest = [s for j, f in enumerate(folds) if j != k for s in f]
             learners.append(learner(rest, fold))
     # Regularisers hook into the students only once every copy (fold students, teachers) exists.
-    regularisers = [regulariser(lrn.model) for lrn in learners] if regulariser else []
+    regularisers = ([regulariser(lrn.model, lrn.optimiser) for lrn in learners]
+                    if regulariser else [])
     for lrn, reg in zip(learners, regularisers, strict=False):
-        lrn.after_step = reg.apply
+        lrn.penalty = reg.penalty
     loss_fn = SaliencyLoss(cfg.loss)
     metric = cfg.monitor
     best, best_cv, best_epoch = math.nan, math.nan, 0

@@ -280,7 +280,8 @@ class DistillConfig(Section):
     """Standalone training of the chosen architectures, Self-KD vs baseline (``salnas distill``)."""
 
     select: str = Field(
-        "all", description="all | crowding:K (K spread along the front) | ids (see `ids`)"
+        "all", description="all | crowding:K (K spread along the front) | ids (see `ids`) | "
+        "none (the peers only)"
     )
     ids: list[str] = Field(default_factory=list, description="genome ids when select is 'ids'")
     time_budget_s: float | None = Field(
@@ -343,12 +344,21 @@ class DistillConfig(Section):
         1.0, gt=0, description="softens the teacher's density: softmax(logits / T)"
     )
     csnet_dwd: float = Field(
-        100.0, ge=0, description="peers: also train the CSNet-style peer with dynamic weight "
-        "decay of this strength (decoupled: a step shrinks gamma by lr * strength * S) and "
-        "prune it (peer-csnet-dwd); 0: off",
+        10.0, ge=0, description="peers: also train the CSNet-style peer with dynamic weight "
+        "decay of this strength (loss + strength * sum 0.5 * S * gamma^2 over the branch BN "
+        "scales, as in the authors' code) and prune it (peer-csnet-dwd); 0: off",
+    )
+    csnet_dwd_lr_scale: float = Field(
+        10.0, gt=0, description="lr factor of the decayed BN scales (the authors train 300 "
+        "epochs; a short budget needs a larger rate to carry an unneeded scale to 0)",
+    )
+    csnet_finetune_epochs: int = Field(
+        1, ge=0, description="of distill.epochs, the last ones (at most all but one) fine-tune "
+        "the pruned CSNet without the decay (the authors' finetune.py); the others train it "
+        "with the decay",
     )
     csnet_prune: float = Field(
-        0.05, gt=0, lt=1, description="prune CSNet branch channels whose |BN gamma| is below "
+        0.4, gt=0, lt=1, description="prune CSNet branch channels whose |BN gamma| is below "
         "this fraction of the largest",
     )
     val_images: int | None = Field(None, ge=1, description="validate on the first N val images")
@@ -379,9 +389,9 @@ class DistillConfig(Section):
     @classmethod
     def _select(cls, v: str) -> str:
         kind, _, k = v.partition(":")
-        if v in ("all", "ids") or (kind == "crowding" and k.isdigit() and int(k) >= 1):
+        if v in ("all", "ids", "none") or (kind == "crowding" and k.isdigit() and int(k) >= 1):
             return v
-        raise ValueError(f"select {v!r} must be 'all', 'crowding:K' (K >= 1) or 'ids'")
+        raise ValueError(f"select {v!r} must be 'all', 'crowding:K' (K >= 1), 'ids' or 'none'")
 
     @field_validator("alpha_schedule")
     @classmethod

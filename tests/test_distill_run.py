@@ -86,6 +86,10 @@ def test_selection_leaves_the_peers_genomes_out():
     assert stage.select_architectures(front, everything, exclude=["max"]) == [0, 1, 3, 4]
     named = config(select="ids", ids=["max", "b"], peers=True).distill
     assert stage.select_architectures(front, named, exclude=["max"]) == [2, 1]
+    peers_only = config(select="none").distill  # e.g. a teacher for a KD study
+    assert stage.select_architectures(front, peers_only, exclude=["max"]) == []
+    with pytest.raises(ValueError, match="'ids' or 'none'"):
+        config(select="some")
 
     # the max genome named as a Pareto architecture is trained once: no separate peer-max
     space = SearchSpace(SPACE)
@@ -127,6 +131,9 @@ def test_clear_errors(search_dir, tmp_path):
                           progress=False)
     with pytest.raises(ConfigError, match=r"distill\.select"):
         config(select="best:3")
+    with pytest.raises(ConfigError, match="nothing to train"):
+        stage.run_distill(config(select="none", peers=False), search_dir, tmp_path / "out",
+                          progress=False)
     with pytest.raises(ConfigError, match="kfold"):
         config(kfold=1)
     with pytest.raises(ConfigError, match=r"unknown key 'distill\.epoch'"):
