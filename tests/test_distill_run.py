@@ -88,7 +88,7 @@ def test_selection_leaves_the_peers_genomes_out():
     assert stage.select_architectures(front, named, exclude=["max"]) == [2, 1]
     peers_only = config(select="none").distill  # e.g. a teacher for a KD study
     assert stage.select_architectures(front, peers_only, exclude=["max"]) == []
-    with pytest.raises(ValueError, match="'ids' or 'none'"):
+    with pytest.raises(ConfigError, match="'ids' or 'none'"):
         config(select="some")
 
     # the max genome named as a Pareto architecture is trained once: no separate peer-max
