@@ -80,16 +80,15 @@ def main() -> None:
         torch.manual_seed(config.seed)
         start = time.perf_counter()
         if strength:
-            pruned = train_pruned_csnet(
+            result = train_pruned_csnet(
                 CSNet(), resolution, data, cfg.model_copy(update={"csnet_prune": threshold}),
                 seed=config.seed, kd=False, strength=strength, desc=name)
-            net, unpruned = pruned.model, pruned.params_unpruned
-            best_epoch = pruned.result.best_epoch
         else:
             result = train_standalone(CSNet(), resolution, data, cfg, seed=config.seed,
                                       kd=False, pretrained=False, desc=name)
-            net = result.model.cpu().eval()  # type: ignore[assignment]
-            unpruned, best_epoch = sum(p.numel() for p in net.parameters()), result.best_epoch
+        net = result.model.cpu().eval()
+        unpruned = result.extra.get("params_unpruned", sum(p.numel() for p in net.parameters()))
+        best_epoch = result.best_epoch
         params, flops = count_params_flops(net, resolution)
         maps = [predict_image(net, source.load_image(t.stem), resolution) for t in targets]
         models[name] = net
@@ -97,7 +96,7 @@ def main() -> None:
                       "train_seconds": round(time.perf_counter() - start, 1),
                       "best_epoch": best_epoch, "csnet_dwd": strength,
                       "csnet_prune": threshold if strength else None,
-                      "splits": net.config["splits"] if strength else None,
+                      "splits": net.config["splits"] if strength else None,  # type: ignore
                       "test": summarise(score_maps(maps, targets, bias))}
     benches = [compile_for_timing(m, resolution, args.backend, 1)  # type: ignore[arg-type]
                for m in models.values()]

@@ -10,10 +10,8 @@ the full one with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from salnas.config import DistillConfig
 from salnas.datasets.training import TrainingData
@@ -21,21 +19,7 @@ from salnas.datasets.training import TrainingData
 from .peers import CSNet, DynamicWeightDecay, prune_csnet
 from .trainer import Teacher, TrainResult, train_standalone
 
-__all__ = ["PrunedCSNet", "train_pruned_csnet"]
-
-
-@dataclass
-class PrunedCSNet:
-    model: CSNet  # the pruned network, fine-tuned when the config asks for it, eval mode
-    # Both phases: history with a ``phase`` column and epochs numbered on, best epoch and val
-    # scores of the last phase, the Self-KD teacher of the decayed phase (the fine-tuning's
-    # teacher starts again on the smaller network), seconds of both.
-    result: TrainResult
-    params_unpruned: int
-
-
-def _params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+__all__ = ["train_pruned_csnet"]
 
 
 def train_pruned_csnet(
@@ -51,10 +35,15 @@ def train_pruned_csnet(
     device: torch.device | None = None,
     progress: bool = True,
     desc: str = "csnet-dwd",
-) -> PrunedCSNet:
+) -> TrainResult:
     """Train ``model`` with dynamic weight decay (``strength``, default ``distill.csnet_dwd``),
     prune it (``distill.csnet_prune``) and fine-tune the smaller network, within
-    ``distill.epochs`` in all; the arm's Self-KD or teacher applies to both phases."""
+    ``distill.epochs`` in all; the arm's Self-KD or teacher applies to both phases.
+
+    The result holds the pruned network (eval mode), the history of both phases (a ``phase``
+    column, epochs numbered on), the best epoch and val scores of the last phase, the Self-KD
+    teacher of the decayed phase (the fine-tuning's starts again on the smaller network), the
+    seconds of both, and ``extra["params_unpruned"]``."""
     strength = cfg.csnet_dwd if strength is None else strength
     tune = min(cfg.csnet_finetune_epochs, cfg.epochs - 1)  # the decay needs an epoch
     decayed = train_standalone(
@@ -62,7 +51,7 @@ def train_pruned_csnet(
         seed=seed, kd=kd, pretrained=False, device=device, progress=progress,
         desc=f"{desc} (decay)", teacher=teacher,
         regulariser=lambda m, opt: DynamicWeightDecay(m, strength, opt, cfg.csnet_dwd_lr_scale))
-    unpruned = _params(decayed.model)
+    unpruned = sum(p.numel() for p in decayed.model.parameters())
     pruned = prune_csnet(decayed.model.cpu().eval(), cfg.csnet_prune)  # type: ignore[arg-type]
     history = [{**row, "phase": "decay"} for row in decayed.history]
     best_epoch, best_val, seconds = decayed.best_epoch, decayed.best_val, decayed.seconds
@@ -78,6 +67,5 @@ def train_pruned_csnet(
         best_epoch, best_val = offset + tuned.best_epoch, tuned.best_val
         seconds += tuned.seconds
     pruned = pruned.cpu().eval()
-    result = TrainResult(pruned, history, best_epoch, best_val, decayed.teacher, seconds,
-                         {**decayed.extra, "finetune_epochs": tune})
-    return PrunedCSNet(pruned, result, unpruned)
+    return TrainResult(pruned, history, best_epoch, best_val, decayed.teacher, seconds,
+                       {**decayed.extra, "finetune_epochs": tune, "params_unpruned": unpruned})

@@ -550,19 +550,17 @@ class DistillRun:
         desc = f"{unit.arch} {arm} seed {unit.seed}"
         with track_energy(cfg.country_iso_code, cfg.track_energy) as energy:
             if unit.arch == CSNET_DWD_PEER:  # decay, prune, fine-tune
-                pruned = train_pruned_csnet(
+                result = train_pruned_csnet(
                     model, res, self.data, train_cfg, seed=unit.seed, kd=kd,  # type: ignore
                     teacher=teacher, device=self.device, progress=self.progress, desc=desc)
-                result = pruned.result
-                net: nn.Module = pruned.model
-                unpruned_params = pruned.params_unpruned
             else:
                 result = train_standalone(
                     model, res, self.data, train_cfg, seed=unit.seed, kd=kd,
                     pretrained=pretrained, device=self.device, progress=self.progress,
                     desc=desc, teacher=teacher)
-                net = result.model.cpu().eval()
-                unpruned_params = sum(p.numel() for p in net.parameters())
+        net = result.model.cpu().eval()
+        unpruned_params = result.extra.get("params_unpruned",
+                                           sum(p.numel() for p in net.parameters()))
         meta = {"arch": unit.arch, "arm": arm, "seed": unit.seed, "kd": kd}
         # Exports carry what `salnas predict` needs without the .pt: the data settings
         # (split seed and sizes) and the genome.

@@ -137,14 +137,14 @@ def test_decay_prune_finetune_pipeline_within_the_epoch_budget():
                         csnet_dwd_lr_scale=100.0, csnet_prune=0.5, csnet_finetune_epochs=1)
     torch.manual_seed(0)
     out = train_pruned_csnet(CSNet(), (64, 96), data, cfg, seed=0, kd=True, progress=False)
-    assert out.params_unpruned == sum(p.numel() for p in CSNet().parameters())
-    assert sum(p.numel() for p in out.model.parameters()) < out.params_unpruned
+    assert out.extra["params_unpruned"] == sum(p.numel() for p in CSNet().parameters())
+    assert sum(p.numel() for p in out.model.parameters()) < out.extra["params_unpruned"]
     assert not out.model.training
-    phases = [(row["epoch"], row["phase"]) for row in out.result.history]
+    phases = [(row["epoch"], row["phase"]) for row in out.history]
     assert phases == [(1, "decay"), (2, "decay"), (3, "finetune")]  # 3 epochs in all
-    assert 1 <= out.result.best_epoch <= 3
+    assert 1 <= out.best_epoch <= 3
     assert not any(b._forward_hooks for blk in out.model.blocks() for b in blk.branches)
     # one epoch in all: the decay takes it and nothing is fine-tuned
     short = train_pruned_csnet(CSNet(), (64, 96), data, cfg.model_copy(update={"epochs": 1}),
                                seed=0, kd=False, progress=False)
-    assert [row["phase"] for row in short.result.history] == ["decay"]
+    assert [row["phase"] for row in short.history] == ["decay"]
