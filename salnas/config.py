@@ -131,9 +131,11 @@ class SupernetConfig(Section):
     warmup_epochs: int = Field(0, ge=0)
     grad_clip: float | None = Field(5.0, description="max gradient norm; null disables")
     n_random: int = Field(2, ge=0, description="sandwich rule: max + min + n random subnets")
-    sandwich: Literal["space", "alternate_types"] = Field(
+    sandwich: Literal["space", "alternate_types", "alternate_max"] = Field(
         "space", description="space: the space's max and min every step; alternate_types: "
-        "the max and min of each decoder type in turn (without progressive shrinking)",
+        "the max and min of each decoder type in turn; alternate_max: the max of each "
+        "decoder type in turn and the space's min every step (both without progressive "
+        "shrinking)",
     )
     inplace_distill: bool = Field(True, description="smaller subnets learn the max's prediction")
     distill_weight: float = Field(1.0, ge=0)
@@ -165,8 +167,9 @@ class SupernetConfig(Section):
     @field_validator("progressive")
     @classmethod
     def _progressive(cls, v: bool, info: ValidationInfo) -> bool:
-        if v and info.data.get("sandwich") == "alternate_types":
-            raise ValueError("sandwich alternate_types needs progressive: false (progressive "
+        sandwich = info.data.get("sandwich")
+        if v and sandwich != "space":
+            raise ValueError(f"sandwich {sandwich} needs progressive: false (progressive "
                              "shrinking keeps the decoder at its maximum until the last phase)")
         return v
 

@@ -93,22 +93,27 @@ def sample_subnets(
     epoch: int,
     step: int,
     elastic_groups: tuple[str, ...] | None,
-    alternate_types: bool = False,
+    sandwich: str = "space",
 ) -> list[Genome]:
     """The sandwich: max, min and ``n_random`` random subnets for one step.
 
     With progressive shrinking only the gene groups in ``elastic_groups`` vary; the others
     stay at their maximum (and the min subnet is the smallest within those groups).
-    ``alternate_types`` (``supernet.sandwich: alternate_types``, without progressive
-    shrinking) takes the max and min of one decoder type per step, in turn: a space with
-    U-Net and FPN decoders has two largest networks, and the space's max (a U-Net) never
-    trains the wide FPN decoders. Step 0 of each epoch is the plain sandwich.
+    ``sandwich`` is ``supernet.sandwich`` (without progressive shrinking): ``space`` takes
+    the space's max and min every step; ``alternate_types`` takes the max and min of one
+    decoder type per step, in turn (a space with U-Net and FPN decoders has two largest
+    networks, and the space's max, a U-Net, never trains the wide FPN decoders);
+    ``alternate_max`` alternates the max only and keeps the space's min every step, so the
+    smallest network keeps its full share of steps. Step 0 of each epoch is the plain
+    sandwich.
     """
     rng = np.random.default_rng([seed, epoch, step])
-    if elastic_groups is None and alternate_types and len(space.decoder_types) > 1:
+    if elastic_groups is None and sandwich != "space" and len(space.decoder_types) > 1:
         types = space.decoder_types  # cheapest type first: max of the last, min of the first
         turn = step % len(types)
-        genomes = [space.max_genome(types[-1 - turn]), space.min_genome(types[turn])]
+        smallest = space.min_genome(types[turn]) if sandwich == "alternate_types" \
+            else space.min_genome()
+        genomes = [space.max_genome(types[-1 - turn]), smallest]
         return genomes + [space.random_genome(rng) for _ in range(n_random)]
     genomes = [space.max_genome()]
     if elastic_groups is None:
@@ -278,7 +283,7 @@ def train_epoch(
     for step, batch in enumerate(bar):
         state.optimiser.zero_grad(set_to_none=True)
         genomes = sample_subnets(model.space, cfg.n_random, config.seed, epoch, step, phase,
-                                 alternate_types=cfg.sandwich == "alternate_types")
+                                 sandwich=cfg.sandwich)
         try:  # a NaN/inf stops training at this step, before the optimiser applies it
             losses = sandwich_step(model, genomes, batch, loss_fn, cfg, scaler, device)
         except NonFiniteError as e:

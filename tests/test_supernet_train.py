@@ -302,20 +302,25 @@ def test_alternate_types_trains_the_ends_of_each_decoder_type_in_turn():
                          "decoder_depths": [2, 4]})
     plain = sample_subnets(space, 1, seed=3, epoch=1, step=0, elastic_groups=None)
     first = sample_subnets(space, 1, seed=3, epoch=1, step=0, elastic_groups=None,
-                           alternate_types=True)
+                           sandwich="alternate_types")
     second = sample_subnets(space, 1, seed=3, epoch=1, step=1, elastic_groups=None,
-                            alternate_types=True)
+                            sandwich="alternate_types")
     assert first == plain  # step 0: the space's max (U-Net) and min (FPN)
     assert [g.decoder_type for g in second[:2]] == ["fpn", "unet"]
     top_fpn = second[0]
     assert top_fpn == space.max_genome("fpn") and top_fpn != space.max_genome()
     assert top_fpn.widths == (max(space.decoder_widths[0]),) and top_fpn.centre_bias
     assert second[1] == space.min_genome("unet") and len(second) == 3
+    # alternate_max: the max alternates, the min is the space's every step
+    third = sample_subnets(space, 1, seed=3, epoch=1, step=1, elastic_groups=None,
+                           sandwich="alternate_max")
+    assert third[0] == top_fpn and third[1] == space.min_genome() != second[1]
     # one decoder type: nothing to alternate
     unet_only = SearchSpace(NARROW_SPACE)
-    assert (sample_subnets(unet_only, 1, 3, 1, 1, None, alternate_types=True)
+    assert (sample_subnets(unet_only, 1, 3, 1, 1, None, sandwich="alternate_types")
             == sample_subnets(unet_only, 1, 3, 1, 1, None))
     with pytest.raises(GenomeError, match="decoder type 'fpn' is not in"):
         unet_only.max_genome("fpn")
-    with pytest.raises(ConfigError, match="alternate_types needs progressive: false"):
-        config_from_dict({"supernet": {"sandwich": "alternate_types", "progressive": True}})
+    for sandwich in ("alternate_types", "alternate_max"):
+        with pytest.raises(ConfigError, match=f"{sandwich} needs progressive: false"):
+            config_from_dict({"supernet": {"sandwich": sandwich, "progressive": True}})
