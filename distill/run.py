@@ -13,6 +13,12 @@ Outputs in ``OUT``: ``results.csv`` (one row per finished architecture x seed x 
 (status, selection, fingerprint, provenance) and ``config.yaml``. ``result.json`` is written
 last: an arm is finished exactly when it exists, so a killed run resumes with the next
 unfinished arm (an arm cut mid-training restarts from its first epoch).
+
+``distill.min_snapshots: N`` sizes each architecture's budget by its Self-KD teacher: the
+Self-KD arm trains first, and while its teacher averages fewer than N improving snapshots it
+is retrained from its initial weights for 1.5x the epochs (up to ``distill.max_epochs``); the
+baseline and teacher arms of that architecture and seed then train for the epochs it ended
+with, so the paired differences compare equal budgets. ``result.json`` lists every attempt.
 """
 
 from __future__ import annotations
@@ -84,7 +90,7 @@ from .fidelity import FIDELITY_KIND, rank_fidelity
 from .peers import CSNet, fpn_genome, save_peer
 from .pruning import train_pruned_csnet
 from .teacher import CachedTeacher, parse_teacher
-from .trainer import train_standalone
+from .trainer import TrainResult, train_standalone
 
 __all__ = [
     "ARMS",
@@ -537,6 +543,39 @@ class DistillRun:
         fresh = Supernet(self.space, pretrained=cfg.init == "imagenet")
         return fresh.extract(unit.genome), res, cfg.init == "imagenet"  # type: ignore
 
+    def paired_epochs(self, unit: Unit) -> int:
+        """Epochs of a baseline or teacher arm: those its Self-KD arm ended with when
+        ``distill.min_snapshots`` may lengthen it (it trains first), so arms stay paired."""
+        if unit.epochs is not None:
+            return unit.epochs
+        if not self.cfg.min_snapshots or DISTILL.selfkd not in unit.arms:
+            return self.cfg.epochs
+        path = unit.arm_dir(self.out_dir, DISTILL.selfkd) / RESULT_FILE
+        done = _read_json(path)
+        if done is None:
+            raise SalnasError(f"{path}: missing; with distill.min_snapshots the Self-KD arm "
+                              "trains first and sets the epochs of the other arms")
+        return int(done["row"]["epochs"])
+
+    def _fit(self, unit: Unit, arm: str, epochs: int) -> tuple[TrainResult, tuple[int, int],
+                                                             CachedTeacher | None]:
+        """Train one arm of ``unit`` for ``epochs`` from its initial weights."""
+        model, res, pretrained = self._initial_model(unit, unit.seed)
+        teacher = self.teacher_for(res) if arm == DISTILL.teacher else None
+        train_cfg = self.cfg.model_copy(update={"epochs": epochs})
+        kd = arm == DISTILL.selfkd
+        desc = f"{unit.arch} {arm} seed {unit.seed}"
+        if unit.arch == CSNET_DWD_PEER:  # decay, prune, fine-tune
+            result = train_pruned_csnet(
+                model, res, self.data, train_cfg, seed=unit.seed, kd=kd,  # type: ignore
+                teacher=teacher, device=self.device, progress=self.progress, desc=desc)
+        else:
+            result = train_standalone(
+                model, res, self.data, train_cfg, seed=unit.seed, kd=kd,
+                pretrained=pretrained, device=self.device, progress=self.progress,
+                desc=desc, teacher=teacher)
+        return result, res, teacher
+
     def train_arm(self, unit: Unit, arm: str) -> dict[str, Any]:
         """Train, export, measure and score one arm; write its files, result.json last."""
         cfg = self.cfg
@@ -544,20 +583,23 @@ class DistillRun:
         arm_dir = unit.arm_dir(self.out_dir, arm)
         arm_dir.mkdir(parents=True, exist_ok=True)
         kd = arm == DISTILL.selfkd
-        model, res, pretrained = self._initial_model(unit, unit.seed)
-        teacher = self.teacher_for(res) if arm == DISTILL.teacher else None  # type: ignore
-        train_cfg = cfg if unit.epochs is None else cfg.model_copy(update={"epochs": unit.epochs})
-        desc = f"{unit.arch} {arm} seed {unit.seed}"
+        epochs = (unit.epochs or cfg.epochs) if kd else self.paired_epochs(unit)
+        attempts: list[dict[str, Any]] = []
         with track_energy(cfg.country_iso_code, cfg.track_energy) as energy:
-            if unit.arch == CSNET_DWD_PEER:  # decay, prune, fine-tune
-                result = train_pruned_csnet(
-                    model, res, self.data, train_cfg, seed=unit.seed, kd=kd,  # type: ignore
-                    teacher=teacher, device=self.device, progress=self.progress, desc=desc)
-            else:
-                result = train_standalone(
-                    model, res, self.data, train_cfg, seed=unit.seed, kd=kd,
-                    pretrained=pretrained, device=self.device, progress=self.progress,
-                    desc=desc, teacher=teacher)
+            while True:
+                result, res, teacher = self._fit(unit, arm, epochs)
+                snapshots = result.teacher.snapshots if result.teacher else 0
+                attempts.append({"epochs": epochs, "teacher_snapshots": snapshots,
+                                 "best_epoch": result.best_epoch, "train_s": result.seconds})
+                longer = (cfg.longer_epochs(epochs)
+                          if kd and unit.epochs is None and snapshots < cfg.min_snapshots
+                          else None)
+                if longer is None:
+                    break
+                tqdm.write(f"{unit.arch} seed {unit.seed}: the Self-KD teacher averages "
+                           f"{snapshots} snapshot(s) after {epochs} epochs (distill."
+                           f"min_snapshots {cfg.min_snapshots}): retraining for {longer}")
+                epochs = longer
         net = result.model.cpu().eval()
         unpruned_params = result.extra.get("params_unpruned",
                                            sum(p.numel() for p in net.parameters()))
@@ -599,7 +641,7 @@ class DistillRun:
             "seed": unit.seed,
             "init": "scratch" if unit.genome is None else cfg.init,
             "kfold": cfg.kfold if kd else 0,
-            "epochs": unit.epochs or cfg.epochs,
+            "epochs": epochs,
             "best_epoch": result.best_epoch,
             "teacher_snapshots": result.teacher.snapshots if result.teacher else 0,
             f"val_{cfg.monitor}": result.best_val.get(cfg.monitor, math.nan),
@@ -622,6 +664,7 @@ class DistillRun:
         write_json_atomic(arm_dir / RESULT_FILE, {
             "row": row,
             "teacher_epochs": result.teacher.epochs if result.teacher else [],
+            "attempts": attempts,  # more than one: min_snapshots retrained the Self-KD arm
             "energy_tracker": energy.tracker,
             "country_iso_code": cfg.country_iso_code,
         })

@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from salnas.errors import ConfigError
@@ -339,6 +340,14 @@ class DistillConfig(Section):
         "(baseline arm, seed 0, fidelity_epochs) for rank fidelity; 0: off",
     )
     fidelity_epochs: int = Field(2, ge=1, description="training epochs of the fidelity sample")
+    min_snapshots: int = Field(
+        0, ge=0, description="Self-KD arm: while its teacher averages fewer improving "
+        "snapshots than this, retrain it longer (epochs x 1.5, up to distill.max_epochs); the "
+        "architecture's other arms of that seed then train as long (paired budgets); 0: off",
+    )
+    max_epochs: int | None = Field(
+        None, ge=1, description="longest training min_snapshots may choose; null: 2 x epochs"
+    )
     teacher: str = Field(
         "self", description="teacher of an extra 'teacher' arm: self (no extra arm), max (the "
         "max subnet trained once in the run) or model:PATH (a .pt, .ts or .onnx model)",
@@ -409,6 +418,20 @@ class DistillConfig(Section):
         if v == 1:
             raise ValueError("kfold 1 is not cross-validation; use 0 (off) or K >= 2")
         return v
+
+    @model_validator(mode="after")
+    def _snapshot_budget(self) -> DistillConfig:
+        if self.min_snapshots and not self.selfkd:
+            raise ValueError("min_snapshots counts the Self-KD teacher's snapshots: it needs "
+                             "selfkd: true (or set min_snapshots: 0)")
+        if self.max_epochs is not None and self.max_epochs < self.epochs:
+            raise ValueError(f"max_epochs {self.max_epochs} is under epochs {self.epochs}")
+        return self
+
+    def longer_epochs(self, epochs: int) -> int | None:
+        """The next, longer training ``min_snapshots`` tries after ``epochs``; None at the cap."""
+        cap = self.max_epochs if self.max_epochs is not None else 2 * self.epochs
+        return min(cap, math.ceil(epochs * 1.5)) if epochs < cap else None
 
 
 class Config(Section):

@@ -354,3 +354,35 @@ def test_selfkd_false_trains_the_baseline_and_teacher_arms_only(search_dir, tmp_
     units = stage._units(pareto, [0], space, config(select="all", selfkd=False,
                                                     peers=["csnet"]).distill, Path("p.csv"))
     assert {u.arms for u in units} == {("baseline",)}
+
+
+def test_min_snapshots_lengthens_the_selfkd_arm_and_pairs_the_baseline(search_dir, tmp_path):
+    out = tmp_path / "distill"
+    first = ids(search_dir)[0]
+    # 2 epochs give the teacher at most 2 snapshots: 3 forces a longer retraining (3, then
+    # at most the cap of 4 epochs)
+    cfg = config(select="ids", ids=[first], epochs=2, min_snapshots=3, max_epochs=4,
+                 export_onnx=False, track_energy=False)
+    results = stage.run_distill(cfg, search_dir, out, progress=False).set_index("arm")
+    attempts = json.loads((out / first / "selfkd" / "result.json").read_text())["attempts"]
+    tried = [a["epochs"] for a in attempts]
+    assert tried[:2] == [2, 3] and tried == sorted(set(tried)) and tried[-1] <= 4
+    assert all(a["teacher_snapshots"] < 3 for a in attempts[:-1])
+    assert attempts[-1]["teacher_snapshots"] >= 3 or tried[-1] == 4
+    ended = tried[-1]
+    assert results.loc["selfkd", "epochs"] == results.loc["baseline", "epochs"] == ended
+    assert results.loc["selfkd", "teacher_snapshots"] == attempts[-1]["teacher_snapshots"]
+    for arm in ("selfkd", "baseline"):
+        assert len(pd.read_csv(out / first / arm / "train_log.csv")) == ended
+    baseline = json.loads((out / first / "baseline" / "result.json").read_text())
+    assert [a["epochs"] for a in baseline["attempts"]] == [ended]
+
+
+def test_min_snapshots_settings():
+    cfg = config(epochs=10, min_snapshots=5).distill
+    assert [cfg.longer_epochs(e) for e in (10, 15, 20)] == [15, 20, None]
+    assert config(epochs=10, min_snapshots=5, max_epochs=12).distill.longer_epochs(10) == 12
+    with pytest.raises(ConfigError, match="min_snapshots counts the Self-KD"):
+        config(min_snapshots=5, selfkd=False)
+    with pytest.raises(ConfigError, match="max_epochs 3 is under epochs 4"):
+        config(epochs=4, max_epochs=3)
