@@ -15,7 +15,7 @@ from salnas.cli_options import ProgressOpt, SetOpt
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ImageFiles", "distill_cmd", "predict_cmd"]
+__all__ = ["ImageFiles", "arms_cmd", "distill_cmd", "predict_cmd"]
 
 out = Console(markup=False, emoji=False, highlight=False)  # user text as it is
 
@@ -125,6 +125,85 @@ def distill_cmd(
                 f"{kd.mean_difference:+.4f} over {kd.pairs} pair(s)"
             )
     out.print(f"wrote {out_dir / 'results.csv'}")
+
+
+ARM_LABELS = {"selfkd": "Self-KD", "teacher": "teacher KD", "baseline": "baseline"}
+
+
+def _cells(values: list[str]) -> str:
+    return "| " + " | ".join(values) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join([_cells(header), _cells(["---"] * len(header)), *map(_cells, rows)])
+
+
+def arms_cmd(
+    results_csv: Annotated[Path, typer.Argument(help="a distill results.csv")],
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="only rows of this kind: pareto | peer")
+    ] = None,
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="comma-separated test metrics of the differences")
+    ] = "CC,NSS,KLD",
+) -> None:
+    """Paired arm-minus-baseline differences and per-architecture scores, as Markdown."""
+    import pandas as pd
+
+    from salnas.errors import SalnasError
+
+    from .summary import architecture_summary, arm_summary
+
+    try:
+        results = pd.read_csv(results_csv, dtype={"arch": str, "genome_id": str})
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise SalnasError(f"{results_csv}: not a readable results.csv ({e}); give the "
+                          "results.csv of a `salnas distill` output folder") from None
+    if "arm" not in results or "arch" not in results:
+        raise SalnasError(f"{results_csv}: no arch/arm columns; give the results.csv of a "
+                          "`salnas distill` output folder")
+    if kind is not None:
+        results = results[results["kind"] == kind]
+    wanted = [m.strip() for m in metrics.split(",") if m.strip()]
+    unknown = [m for m in wanted if f"test_{m}" not in results]
+    if unknown:
+        raise SalnasError(f"--metrics: {', '.join(unknown)} not in {results_csv} (it has "
+                          f"{', '.join(c[5:] for c in results if c.startswith('test_'))})")
+    summary = arm_summary(results, metrics=wanted)
+    if summary.empty:
+        raise SalnasError(f"{results_csv}: no architecture and seed with a baseline and "
+                          "another arm" + (f" among the {kind} rows" if kind else ""))
+    rows = []
+    for arm, part in summary.groupby("arm", sort=False):
+        by = part.set_index("metric")
+        rows.append([
+            f"{ARM_LABELS.get(str(arm), str(arm))} minus baseline", str(by["pairs"].max()),
+            *(f"{by.at[m, 'mean_difference']:+.4f} ({by.at[m, 'std_difference']:.4f})"
+              for m in wanted),
+            " / ".join(str(by.at[m, "arm_better"]) for m in wanted)
+            + f" of {by['pairs'].max()}",
+            " / ".join(f"{by.at[m, 'p_value']:.3f}" for m in wanted),
+        ])
+    out.print(_table(["difference", "pairs", *(f"Δ{m} (std)" for m in wanted),
+                      f"arm better in {' / '.join(wanted)}",
+                      f"Wilcoxon p ({' / '.join(wanted)})"], rows), soft_wrap=True)
+    out.print("")
+    archs = architecture_summary(results, wanted[0])
+    arms = [a for a in ("baseline", "selfkd", "teacher") if f"{a}_mean" in archs]
+
+    def params(r: pd.Series) -> str:
+        lo, hi = int(r["params_min"]), int(r["params_max"])
+        return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+
+    rows = [[f"`{r['arch']}`", f"{r['flops'] / 1e6:.0f}", params(r), f"{r['latency_ms']:.2f}",
+             str(r["seeds"]),
+             *(f"{r[f'{a}_mean']:.4f} ({r[f'{a}_std']:.4f})" for a in arms),
+             ", ".join(map(str, r["selfkd_epochs"])),
+             ", ".join(map(str, r["teacher_snapshots"]))]
+            for _, r in archs.iterrows()]
+    out.print(_table(["model", "MFLOPs", "params", "latency (ms)", "seeds",
+                      *(f"{wanted[0]} {ARM_LABELS[a]}" for a in arms), "Self-KD epochs",
+                      "Self-KD teacher snapshots"], rows), soft_wrap=True)
 
 
 class ImageFiles:

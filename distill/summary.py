@@ -23,8 +23,8 @@ import pandas as pd
 from salnas.layout import DISTILL
 from salnas.metrics import HIGHER_IS_BETTER
 
-__all__ = ["arm_differences", "arm_pairs", "arm_summary", "compared_arms", "kd_pairs",
-           "kd_summary", "paired_p_value", "tested_metrics"]
+__all__ = ["architecture_summary", "arm_differences", "arm_pairs", "arm_summary",
+           "compared_arms", "kd_pairs", "kd_summary", "paired_p_value", "tested_metrics"]
 
 ARM_ORDER = (DISTILL.selfkd, DISTILL.teacher)  # arms compared with the baseline, this order
 
@@ -144,3 +144,37 @@ def kd_summary(results: pd.DataFrame) -> pd.DataFrame:
         return frame
     return (frame.drop(columns="arm").rename(columns={"arm_better": "selfkd_better"})
             .reset_index(drop=True))
+
+
+def architecture_summary(results: pd.DataFrame, metric: str = "CC") -> pd.DataFrame:
+    """Per architecture, in order of FLOPs: its costs (FLOPs and latency medians over its
+    rows, params range), seeds, the mean and std over seeds of test ``metric`` per arm
+    (``<arm>_mean``, ``<arm>_std``), and the Self-KD runs' epochs and teacher snapshots (one
+    entry per seed, in seed order)."""
+    col = DISTILL.test_prefix + metric
+    if results.empty or col not in results:
+        return pd.DataFrame()
+    arms = [a for a in (DISTILL.baseline, *compared_arms(results))
+            if a in set(results[DISTILL.arm])]
+    rows: list[dict[str, Any]] = []
+    for arch, group in results.groupby(DISTILL.arch, sort=False):
+        row: dict[str, Any] = {
+            "arch": arch, "kind": group[DISTILL.kind].iloc[0] if DISTILL.kind in group else "",
+            "flops": float(group[DISTILL.flops].median()),
+            "params_min": int(group[DISTILL.params].min()),
+            "params_max": int(group[DISTILL.params].max()),
+            "latency_ms": float(group[DISTILL.latency].median()),
+            "seeds": int(group[DISTILL.seed].nunique()) if DISTILL.seed in group else 1,
+        }
+        for arm in arms:
+            scores = group.loc[group[DISTILL.arm] == arm, col]
+            row[f"{arm}_mean"] = float(scores.mean()) if len(scores) else math.nan
+            row[f"{arm}_std"] = float(scores.std(ddof=1)) if len(scores) > 1 else math.nan
+        kd = group[group[DISTILL.arm] == DISTILL.selfkd]
+        if DISTILL.seed in kd:
+            kd = kd.sort_values(DISTILL.seed)
+        row["selfkd_epochs"] = [int(e) for e in kd[DISTILL.epochs]] if len(kd) else []
+        row["teacher_snapshots"] = ([int(n) for n in kd["teacher_snapshots"]]
+                                    if "teacher_snapshots" in kd and len(kd) else [])
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("flops", kind="stable").reset_index(drop=True)

@@ -54,6 +54,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                 "--out runs/osie/distill",
                 "salnas distill --search runs/osie/search --out runs/osie/distill "
                 "--set distill.epochs=2"),
+    "arms": ("salnas arms results/osie/kd/results.csv --kind pareto",),
     "predict": ("salnas predict runs/osie/distill/ARCH/selfkd/model.pt "
                 "--data osie:../shared/data/osie --out preds/",),
     "export": ("salnas export runs/osie/distill/ARCH/selfkd/model.pt --format onnx "
@@ -83,6 +84,8 @@ STAGE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "distill": ("salnas.distill.cli", "distill_cmd",
                 "Train Pareto architectures standalone: Self-KD and baseline arms, peers, "
                 "energy, export."),
+    "arms": ("salnas.distill.cli", "arms_cmd",
+             "Paired arm-minus-baseline differences of a distill results.csv, as Markdown."),
     "predict": ("salnas.distill.cli", "predict_cmd",
                 "Write one saliency map per image, at the image's original size."),
     "export": ("salnas.distill.export_cli", "export_cmd",
