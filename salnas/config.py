@@ -225,10 +225,17 @@ class EarlyExitConfig(Section):
         return self.max_params is not None or self.max_flops is not None
 
 
+class SurrogateConfig(Section):
+    """The inner NSGA-II of ``search.engine: surrogate``, run on predictions only."""
+
+    population: int = Field(64, ge=4, description="population of the search on predictions")
+    generations: int = Field(30, ge=1, description="its generations per oracle generation")
+
+
 class SearchConfig(Section):
     """Multi-objective architecture search on the trained supernet (``salnas search``)."""
 
-    engine: Literal["nsga2", "optuna-nsga2", "optuna-tpe", "random"] = "nsga2"
+    engine: Literal["nsga2", "optuna-nsga2", "optuna-tpe", "random", "surrogate"] = "nsga2"
     objectives: list[str] = Field(
         default_factory=lambda: ["CC", "flops"],
         description="maximise CC/NSS/SIM/AUC_Judd, minimise KLD/flops/params/latency_ms",
@@ -251,6 +258,7 @@ class SearchConfig(Section):
         "its choices, as for categories) or polynomial (ordinal steps)",
     )
     early_exit: EarlyExitConfig = EarlyExitConfig()
+    surrogate: SurrogateConfig = SurrogateConfig()
     anchors: bool = Field(
         True, description="every engine (random search too) evaluates the max and min genomes "
         "first (the front's two ends)",

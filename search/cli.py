@@ -23,7 +23,7 @@ def search_cmd(
     ),
     engine: Annotated[
         str | None,
-        typer.Option("--engine", help="nsga2, optuna-nsga2, optuna-tpe or random"),
+        typer.Option("--engine", help="nsga2, optuna-nsga2, optuna-tpe, random or surrogate"),
     ] = None,
     storage: Annotated[
         str | None,

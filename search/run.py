@@ -208,7 +208,8 @@ class SearchRun:
             extra={"fingerprint": self.fingerprint},
         )
         engine = make_engine(cfg.engine, self.problem, context)
-        budget = cfg.population * cfg.generations if cfg.engine == "nsga2" else context.trials
+        budget = (cfg.population * cfg.generations if cfg.engine in ("nsga2", "surrogate")
+                  else context.trials)
         t0 = time.perf_counter()
         self._bar = tqdm(total=budget, desc=f"search {cfg.engine}", unit="arch",
                          disable=not self.progress)

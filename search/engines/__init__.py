@@ -1,4 +1,5 @@
-"""Search engines: pymoo NSGA-II, Optuna (NSGA-II, TPE) and random search.
+"""Search engines: pymoo NSGA-II, Optuna (NSGA-II, TPE), random search and a
+surrogate-assisted NSGA-II (NSGANetV2-style).
 
 Every engine sees only :class:`search.problem.SearchProblem` (genome in; objectives,
 constraints, record out), the space's integer bounds and a :class:`RunContext`.
@@ -18,7 +19,7 @@ __all__ = [
     "make_engine",
 ]
 
-ENGINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random")
+ENGINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random", "surrogate")
 
 
 def make_engine(name: str, problem: SearchProblem, context: RunContext) -> Engine:
@@ -35,4 +36,8 @@ def make_engine(name: str, problem: SearchProblem, context: RunContext) -> Engin
         from salnas.search.engines.random_search import RandomSearch
 
         return RandomSearch(problem, context)
+    if name == "surrogate":
+        from salnas.search.engines.surrogate import SurrogateSearch
+
+        return SurrogateSearch(problem, context)
     raise ValueError(f"unknown engine {name!r}; known: {ENGINES}")
