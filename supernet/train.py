@@ -111,8 +111,8 @@ def sample_subnets(
     if elastic_groups is None and sandwich != "space" and len(space.decoder_types) > 1:
         types = space.decoder_types  # cheapest type first: max of the last, min of the first
         turn = step % len(types)
-        smallest = space.min_genome(types[turn]) if sandwich == "alternate_types" \
-            else space.min_genome()
+        smallest = (space.min_genome(types[turn]) if sandwich == "alternate_types"
+                    else space.min_genome())
         genomes = [space.max_genome(types[-1 - turn]), smallest]
         return genomes + [space.random_genome(rng) for _ in range(n_random)]
     genomes = [space.max_genome()]
