@@ -10,9 +10,11 @@ latencies compare as ratios whatever the machine's drift. A Pareto model dominat
 when its CC is at least the peer's and its latency at most the peer's, one of them strictly
 (compared within each arm: Self-KD with Self-KD, baseline with baseline). For each peer and
 arm it also names the fastest Pareto model at least as accurate (its latency ratio to the
-peer's) and the most accurate Pareto model at most as slow (its CC margin). Prints JSON.
+peer's) and the most accurate Pareto model at most as slow (its CC margin), also within
+half and a third of the peer's latency (``latency_budgets``). Prints JSON.
 
-    python benchmarks/pareto_vs_peers.py --run runs/osie
+    python benchmarks/pareto_vs_peers.py --run runs/osie > pareto_vs_peers.json
+    python benchmarks/pareto_vs_peers.py --table pareto_vs_peers.json  # Markdown, no timing
 """
 
 from __future__ import annotations
@@ -34,17 +36,52 @@ from salnas.search.backends import BACKENDS, compile_for_timing  # noqa: E402
 from salnas.search.latency import time_interleaved  # noqa: E402
 
 METRICS = ORACLE_METRICS
+# Fractions of a peer's latency a user may budget for: "as fast", "twice", "three times as fast".
+LATENCY_BUDGETS = (1.0, 0.5, 1 / 3)
+
+
+def most_accurate_within(table: dict, candidates: list[str], peer: str, arm: str,
+                         budget: float = 1.0) -> dict | None:
+    """The most accurate candidate at most ``budget`` x the peer's latency (same arm)."""
+    peer_cc, peer_lat = table[peer]["test"][arm]["CC"], table[peer]["latency_ms"]
+    fits = [p for p in candidates if table[p]["latency_ms"] <= budget * peer_lat]
+    top = max(fits, key=lambda p: table[p]["test"][arm]["CC"], default=None)
+    return None if top is None else {
+        "arch": top, "CC_minus_peer": round(table[top]["test"][arm]["CC"] - peer_cc, 4),
+        "latency_ratio": round(table[top]["latency_ms"] / peer_lat, 3)}
+
+
+def markdown_table(report: dict) -> str:
+    """The JSON's architectures as a Markdown table, fastest first, one column per arm's CC."""
+    archs = report["architectures"]
+    arms = sorted({arm for a in archs.values() for arm in a["test"]})
+    lines = ["| model | input | MFLOPs | params | latency (ms) | "
+             + " | ".join(f"test CC ({arm})" for arm in arms) + " |",
+             "| --- " * (5 + len(arms)) + "|"]
+    for name, a in sorted(archs.items(), key=lambda item: item[1]["latency_ms"]):
+        label = f"Pareto `{name}`" if a["kind"] == DISTILL.pareto_kind else f"peer `{name}`"
+        ccs = [f"{a['test'][arm]['CC']:.3f}" if arm in a["test"] else "" for arm in arms]
+        lines.append(f"| {label} | {a['resolution'][0]}x{a['resolution'][1]} | "
+                     f"{a['flops'] / 1e6:.0f} | {a['params'] / 1e6:.2f} M | "
+                     f"{a['latency_ms']:.1f} | " + " | ".join(ccs) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="run directory (or its distill/)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="run directory (or its distill/)")
+    source.add_argument("--table", type=Path,
+                        help="print this script's earlier JSON output as a Markdown table")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="runtime to time in (default: the run's search.latency.backend)")
     args = parser.parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
     distill_dir = args.run / "distill" if (args.run / "distill").is_dir() else args.run
     backend = args.backend
     if backend is None:
@@ -99,16 +136,14 @@ def main() -> None:
             # its accuracy, and how much more accurate is NAS at its speed?
             matching = [p for p in same_arm if cc[p] >= peer_cc]
             fastest = min(matching, key=lambda p: table[p]["latency_ms"], default=None)
-            in_time = [p for p in same_arm if table[p]["latency_ms"] <= peer_lat]
-            best = max(in_time, key=lambda p: cc[p], default=None)
             verdicts[f"{peer}/{arm}"] = {
                 "dominated_by": winners, "dominates": losers,
                 "fastest_at_least_as_accurate": None if fastest is None else {
                     "arch": fastest, "CC": cc[fastest],
                     "latency_ratio": round(table[fastest]["latency_ms"] / peer_lat, 3)},
-                "most_accurate_at_most_as_slow": None if best is None else {
-                    "arch": best, "CC_minus_peer": round(cc[best] - peer_cc, 4),
-                    "latency_ratio": round(table[best]["latency_ms"] / peer_lat, 3)},
+                "most_accurate_at_most_as_slow": most_accurate_within(table, same_arm, peer, arm),
+                "latency_budgets": {f"{budget:.3f}": most_accurate_within(
+                    table, same_arm, peer, arm, budget) for budget in LATENCY_BUDGETS},
             }
     print(json.dumps({
         "run": str(args.run), "backend": backend, "threads": args.threads,
