@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -55,6 +56,8 @@ from salnas.io import (
     write_text_atomic,
 )
 from salnas.layout import (
+    ARCHIVE,
+    ARCHIVE_CSV,
     ARMS,
     CONFIG_YAML,
     DISTILL,
@@ -70,6 +73,7 @@ from salnas.layout import (
     Status,
     check_fingerprint,
 )
+from salnas.metrics import HIGHER_IS_BETTER
 from salnas.search.latency import measure_latency_ms
 from salnas.supernet.checkpoint import load_supernet
 from salnas.supernet.costs import count_params_flops
@@ -96,10 +100,12 @@ __all__ = [
     "ARMS",
     "Unit",
     "crowding_distance",
+    "read_archive",
     "read_pareto",
     "run_distill",
     "select_architectures",
     "select_crowding",
+    "select_fidelity",
     "student_arms",
 ]
 
@@ -107,7 +113,7 @@ FPN_PEER = "peer-fpn"
 CSNET_DWD_PEER = "peer-csnet-dwd"  # CSNet trained with dynamic weight decay, then pruned
 RESULT_FILE = RESULT_JSON  # an arm is finished exactly when its result.json exists
 # Settings that may change between a run and its resume (what and where, not how).
-_RESUMABLE = ("select", "ids", "time_budget_s", "peers", "seeds", "threads", "device",
+_RESUMABLE = ("select", "ids", "fidelity", "time_budget_s", "peers", "seeds", "threads", "device",
               "export_onnx", "track_energy", "country_iso_code", "latency_repeats",
               "latency_threads")
 _OBJECTIVE_FALLBACK = (*ORACLE_METRICS, "params", "flops", "latency_ms")
@@ -225,20 +231,54 @@ def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
     return [eligible[i] for i in select_crowding(f, k)]
 
 
+def read_archive(search_dir: Path) -> pd.DataFrame | None:
+    """``archive.csv`` of a search (ids as strings), or None when there is none."""
+    path = Path(search_dir) / ARCHIVE_CSV
+    if not path.is_file():
+        return None
+    _check_complete_csv(path)
+    try:
+        return pd.read_csv(path, dtype={"id": str, "genome": str})
+    except (ValueError, pd.errors.ParserError) as e:
+        raise SalnasError(f"{path}: not a readable CSV ({e})") from None
+
+
 def select_fidelity(front: pd.DataFrame, cfg: DistillConfig,
                     search_json: dict[str, Any] | None = None,
-                    source: str = PARETO_CSV) -> list[int]:
-    """Row indices of the rank-fidelity sample: ``distill.fidelity`` architectures spread
-    along the whole front (crowding), all of it when it is smaller."""
+                    source: str = PARETO_CSV,
+                    archive: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rank-fidelity sample: ``distill.fidelity`` architectures spread along the front
+    (crowding). A front smaller than that is taken whole and filled from the archive's next
+    non-dominated ranks, in order (crowding within the last one), so the sample stays spread
+    along the front's objectives; with no archive, or too few scored architectures in it,
+    the sample is what there is."""
     if cfg.fidelity == 0:
-        return []
-    rows = list(range(len(front)))
+        return front.iloc[:0]
     cols = _objective_columns(front, search_json or {})
     if not cols:
         raise SalnasError(f"distill.fidelity: {source} has no complete numeric objective "
                           f"column (looked for {list(_OBJECTIVE_FALLBACK)})")
-    return select_crowding(front[cols].to_numpy(np.float64), cfg.fidelity) \
-        if len(rows) > cfg.fidelity else rows
+    if len(front) >= cfg.fidelity:
+        return front.iloc[select_crowding(front[cols].to_numpy(np.float64), cfg.fidelity)]
+    parts, missing = [front], cfg.fidelity - len(front)
+    if archive is not None and set(cols) | {"id", "genome"} <= set(archive.columns):
+        rest = archive.drop_duplicates("id")
+        rest = rest[~rest["id"].isin(set(front["id"])) & rest[cols].notna().all(axis=1)]
+        for flag in (ARCHIVE.scored, ARCHIVE.feasible):
+            if flag in rest.columns:
+                rest = rest[rest[flag].astype(str).str.lower().isin({"true", "1", "1.0"})]
+        if not rest.empty:
+            sign = np.array([-1.0 if HIGHER_IS_BETTER.get(c, False) else 1.0 for c in cols])
+            minimised = rest[cols].to_numpy(np.float64) * sign
+            for rank in NonDominatedSorting().do(minimised):
+                if missing <= 0:
+                    break
+                rank = list(rank)
+                if len(rank) > missing:
+                    rank = [rank[i] for i in select_crowding(minimised[rank], missing)]
+                parts.append(rest.iloc[rank])
+                missing -= len(rank)
+    return pd.concat(parts, ignore_index=True)
 
 
 # ---------------------------------------------------------------- units of work
@@ -391,11 +431,13 @@ class DistillRun:
         self.units = _units(self.front, self.rows, self.space, cfg,
                             self.search_dir / PARETO_CSV,
                             self.search_json.get("objectives") or ())
-        self.fidelity_rows = select_fidelity(self.front, cfg, self.search_json,
-                                             str(self.search_dir / PARETO_CSV))
+        self.fidelity_sample = select_fidelity(self.front, cfg, self.search_json,
+                                               str(self.search_dir / PARETO_CSV),
+                                               read_archive(self.search_dir))
         self.teacher_kind, self.teacher_path = parse_teacher(cfg.teacher)
         self._add_teacher_arms()
-        self.units += _fidelity_units(self.front, self.fidelity_rows, self.space, cfg,
+        self.units += _fidelity_units(self.fidelity_sample,
+                                      range(len(self.fidelity_sample)), self.space, cfg,
                                       self.search_dir / PARETO_CSV,
                                       self.search_json.get("objectives") or ())
         if not self.units:
@@ -492,7 +534,7 @@ class DistillRun:
             "supernet": str(self.supernet_path),
             "select": self.cfg.select,
             "selected": [str(self.front["id"].iloc[i]) for i in self.rows],
-            "fidelity_sample": [str(self.front["id"].iloc[i]) for i in self.fidelity_rows],
+            "fidelity_sample": [str(a) for a in self.fidelity_sample["id"]],
             "seeds": self.cfg.seeds,
             "peers": self.cfg.peers,
             "arms": list(student_arms(self.cfg))
@@ -708,7 +750,8 @@ class DistillRun:
         _write_csv(self.out_dir / RESULTS_CSV, results)
         write_json_atomic(self.out_dir / RANK_FIDELITY_JSON,
                           {**rank_fidelity(results, seed=self.config.seed),
-                           "fidelity_epochs": cfg.fidelity_epochs if self.fidelity_rows else None})
+                           "fidelity_epochs": (cfg.fidelity_epochs if len(self.fidelity_sample)
+                                               else None)})
         status = Status.BUDGET_EXHAUSTED if skipped else Status.DONE
         self._write_status(status, not_started=skipped,
                            wall_s=clock() - t0,

@@ -344,8 +344,9 @@ class DistillConfig(Section):
         0, ge=0, description="K >= 2: teacher epochs chosen by K-fold CV of the train split"
     )
     fidelity: int = Field(
-        0, ge=0, description="also retrain N more Pareto architectures spread along the front "
-        "(baseline arm, seed 0, fidelity_epochs) for rank fidelity; 0: off",
+        0, ge=0, description="also retrain N more architectures spread along the front "
+        "(baseline arm, seed 0, fidelity_epochs) for rank fidelity; a smaller front is filled "
+        "from the archive's next non-dominated ranks; 0: off",
     )
     fidelity_epochs: int = Field(2, ge=1, description="training epochs of the fidelity sample")
     min_snapshots: int = Field(

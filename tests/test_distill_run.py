@@ -220,6 +220,21 @@ def test_a_killed_run_resumes_with_the_next_unfinished_arm(search_dir, tmp_path,
                           progress=False)
 
 
+def test_a_finished_run_resumed_with_a_fidelity_sample_trains_only_the_sample(
+        search_dir, tmp_path, monkeypatch):
+    out = tmp_path / "distill"
+    a = ids(search_dir)[1]
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls))
+    stage.run_distill(config(select="ids", ids=[a]), search_dir, out, progress=False)
+    calls.clear()
+    results = stage.run_distill(config(select="ids", ids=[a], fidelity=2), search_dir, out,
+                                progress=False)
+    assert len(calls) == 2 and all(arch.startswith("fidelity-") and arm == "baseline"
+                                   for arch, arm in calls)
+    assert set(results["kind"]) == {"pareto", "fidelity"} and len(results) == 4
+
+
 class FakeClock:
     """Seconds that pass only when a (fake) training says so."""
 
@@ -320,6 +335,34 @@ def test_fidelity_sample_trains_baselines_short_and_writes_rank_fidelity(search_
     assert fidelity["n"] == 3 and fidelity["sample"] == "fidelity"
     assert fidelity["kendall_tau"] == pytest.approx(1.0)
     assert 0 < fidelity["p_value"] <= 1 and fidelity["fidelity_epochs"] == 1
+
+
+def _frame(rows: list[tuple[str, float, float]], **flags: list[bool]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["id", "CC", "flops"]).assign(genome="{}")
+    return frame.assign(**flags)
+
+
+def test_fidelity_sample_fills_a_small_front_from_the_next_ranks_of_the_archive():
+    front = _frame([("a", 0.6, 10.0), ("b", 0.7, 20.0), ("c", 0.8, 40.0)])
+    archive = _frame(
+        [("a", 0.6, 10.0), ("b", 0.7, 20.0), ("c", 0.8, 40.0),  # the front again
+         ("d", 0.55, 10.0), ("e", 0.65, 20.0), ("f", 0.75, 40.0),  # rank 2
+         ("g", 0.5, 10.0), ("h", 0.6, 20.0), ("i", 0.62, 30.0), ("j", 0.7, 40.0),  # rank 3
+         ("u", 0.99, 1.0)],  # the best of all, but not scored: never in the sample
+        scored=[True] * 10 + [False], feasible=[True] * 11)
+    search = {"objectives": ["CC", "flops"]}
+    sample = stage.select_fidelity(front, config(fidelity=8).distill, search, archive=archive)
+    ids = list(sample["id"])
+    assert ids[:6] == ["a", "b", "c", "d", "e", "f"]  # the front, then all of rank 2
+    # two of rank 3, by crowding: its two ends (the middle points are the most crowded)
+    assert sorted(ids[6:]) == ["g", "j"]
+    # a front as large as the sample: crowding on the front alone, the archive unused
+    assert list(stage.select_fidelity(front, config(fidelity=2).distill, search, archive=archive)
+                ["id"]) == ["a", "c"]
+    # no archive: the front is all there is
+    alone = stage.select_fidelity(front, config(fidelity=8).distill, search)
+    assert list(alone["id"]) == ["a", "b", "c"]
+    assert stage.select_fidelity(front, config(fidelity=0).distill, search, archive=archive).empty
 
 
 def test_rank_fidelity_statistics():
