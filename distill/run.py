@@ -522,8 +522,12 @@ class DistillRun:
         if saved is None and any(self.out_dir.glob(f"*/*/{RESULT_FILE}")):
             raise SalnasError(f"{self.out_dir} holds results without {DISTILL_JSON}; use a "
                               "new --out")
-        check_fingerprint(self.out_dir, None if saved is None else saved.get("fingerprint", {}),
-                          self.fingerprint, what="a distill run",
+        fingerprint = None if saved is None else dict(saved.get("fingerprint", {}))
+        if fingerprint is not None and isinstance(fingerprint.get("distill"), dict):
+            # a run of an earlier version may hold settings that have since become resumable
+            fingerprint["distill"] = {k: v for k, v in fingerprint["distill"].items()
+                                      if k not in _RESUMABLE}
+        check_fingerprint(self.out_dir, fingerprint, self.fingerprint, what="a distill run",
                           may_change=[f"distill.{k}" for k in _RESUMABLE])
 
     def _write_status(self, status: Status, **extra: Any) -> None:

@@ -227,6 +227,10 @@ def test_a_finished_run_resumed_with_a_fidelity_sample_trains_only_the_sample(
     calls: list[tuple[str, str]] = []
     monkeypatch.setattr(stage.DistillRun, "train_arm", _fake_arm(calls))
     stage.run_distill(config(select="ids", ids=[a]), search_dir, out, progress=False)
+    # as an earlier version wrote it, when distill.fidelity was not yet resumable
+    saved = json.loads((out / "distill.json").read_text())
+    saved["fingerprint"]["distill"]["fidelity"] = 0
+    (out / "distill.json").write_text(json.dumps(saved))
     calls.clear()
     results = stage.run_distill(config(select="ids", ids=[a], fidelity=2), search_dir, out,
                                 progress=False)
