@@ -205,9 +205,10 @@ def _root(
     ] = False,
 ) -> None:
     """Evolutionary multi-objective NAS for visual saliency prediction."""
-    from salnas.io import set_progress
+    from salnas.io import git_commit, set_progress
 
     set_progress(False if no_progress else None)
+    git_commit()  # the commit of the code this process runs, before any stage starts
 
 
 BASELINE_MODELS = ("centre_bias", "inter_observer", "generating_map")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -285,8 +286,17 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(start: str | os.PathLike[str] | None = None) -> str | None:
-    """The commit of the checkout that holds this package (``-dirty`` if modified), or None."""
+    """The commit of the checkout that holds this package (``-dirty`` if modified), or None.
+
+    Read once per process and directory: a long run executes the code it imported at its
+    start, so a commit made while it runs must not relabel the outputs it writes later.
+    """
     where = Path(start) if start else Path(__file__).resolve().parent
+    return _commit_of(str(where.resolve()))
+
+
+@functools.cache
+def _commit_of(where: str) -> str | None:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5

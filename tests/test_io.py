@@ -135,3 +135,22 @@ def test_progress_is_decided_in_one_place(monkeypatch):
         assert progress_enabled() is False and progress_enabled(True) is True
     finally:
         set_progress(None)
+
+
+def test_git_commit_is_read_once_per_process(tmp_path):
+    from salnas.io import git_commit
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("1")
+    git("add", "f.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    first = git("rev-parse", "HEAD")
+    assert git_commit(tmp_path) == first
+    (tmp_path / "f.txt").write_text("2")  # a later edit and commit while "the run" goes on
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "second")
+    assert git("rev-parse", "HEAD") != first
+    assert git_commit(tmp_path) == first
