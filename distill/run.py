@@ -151,11 +151,7 @@ def read_pareto(search_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise SalnasError(f"{path} does not exist; run `salnas search` first (or pass the "
                           "search folder with --search)")
-    _check_complete_csv(path)
-    try:
-        front = pd.read_csv(path, dtype={"id": str, "genome": str})
-    except (ValueError, pd.errors.ParserError) as e:
-        raise SalnasError(f"{path}: not a readable CSV ({e})") from None
+    front = _read_search_csv(path)
     missing = {"id", "genome"} - set(front.columns)
     if missing:
         raise SalnasError(f"{path}: missing column(s) {sorted(missing)}")
@@ -234,8 +230,11 @@ def select_architectures(front: pd.DataFrame, cfg: DistillConfig,
 def read_archive(search_dir: Path) -> pd.DataFrame | None:
     """``archive.csv`` of a search (ids as strings), or None when there is none."""
     path = Path(search_dir) / ARCHIVE_CSV
-    if not path.is_file():
-        return None
+    return _read_search_csv(path) if path.is_file() else None
+
+
+def _read_search_csv(path: Path) -> pd.DataFrame:
+    """A complete ``pareto.csv`` / ``archive.csv`` with ids and genomes as strings."""
     _check_complete_csv(path)
     try:
         return pd.read_csv(path, dtype={"id": str, "genome": str})
